@@ -129,8 +129,6 @@ class UnavailableError(RemoteError):
     retryable = False
 
 
-# Status codes that never succeed on retry, whatever the body says.
-_PERMANENT_STATUS = frozenset({400, 401, 403, 404, 405, 406, 409, 411, 413, 414, 415, 416, 422})
 _TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})
 # PostgreSQL SQLSTATEs behind a PostgREST 500 that are worth another try:
 # serialization failure, deadlock, statement timeout.
@@ -150,7 +148,11 @@ class Failure:
 
 
 def is_retryable(failure: Failure) -> bool:
-    """Decide whether retrying the call that failed this way can help."""
+    """Decide whether retrying the call that failed this way can help.
+
+    Anything not known to be transient is permanent (400, 401, 403, 404, 409,
+    413, 21000, ...): retrying it would only fail the same way, slower.
+    """
     if failure.network:
         return True
     if failure.code == "21000":  # ON CONFLICT affecting a row twice: same batch, same result
