@@ -258,3 +258,18 @@ def test_half_open_trial_success_closes_breaker() -> None:
     fn = Script()
     expected = ("ok", BreakerState())
     assert expected == (guard.call(fn), guard.breaker.state())
+
+
+def test_permanent_error_during_half_open_trial_closes_the_breaker() -> None:
+    """A 4xx answer to the half-open trial shows the dependency is up: the breaker closes."""
+    t = FakeTime()
+    guard = make_guard(t, attempts=1, threshold=1)
+    with pytest.raises(UnavailableError):
+        guard.call(Script(transient()))
+    assert "open" == guard.breaker.state().state
+    t.now += 61
+    with pytest.raises(PermanentError):
+        guard.call(Script(permanent()))
+    expected = BreakerState()
+    assert expected == guard.breaker.state()
+    assert "ok" == guard.call(Script())
