@@ -1,0 +1,21 @@
+# Everyday commands. `make test` is what CI runs (.ci/run).
+.PHONY: setup demo test lint bench
+
+PY := .venv/bin/python
+
+setup:
+	@scripts/setup
+
+demo: setup
+	$(PY) -m devstack demo
+
+test: setup
+	.venv/bin/pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+bench: setup
+	@if [ -d bench ]; then $(PY) -m bench; \
+	else echo "make bench: bench/ does not exist yet" >&2; exit 1; fi

@@ -1,0 +1,5 @@
+"""``python -m listing_sync`` works like the ``listing-sync`` command."""
+
+from .cli import main
+
+main()

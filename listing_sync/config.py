@@ -1,0 +1,303 @@
+"""Settings from the environment and an optional TOML file, validated once.
+
+Every setting has one environment variable (some have a second spelling kept
+from the seed design). A TOML file named by ``--config`` or
+``LISTING_SYNC_CONFIG`` may hold the same names as keys (``SYNC_BATCH_SIZE =
+500``, case-insensitive); the environment wins over the file.
+
+Errors name the variable and what is wrong in one line and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from .errors import ConfigError
+
+GOOGLE_SHEETS_ENDPOINT = "https://sheets.googleapis.com"
+# systemd's LoadCredential= puts the key here under this name.
+CREDENTIAL_NAME = "supabase-service-role-key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, already checked."""
+
+    postgrest_url: str
+    service_role_key: SecretStr
+    google_credentials: Path | None
+    spreadsheet_id: str | None
+    sheet_name: str | None
+    sheets_api_endpoint: str
+    mapping_file: Path | None
+    batch_size: int
+    batch_max_bytes: int
+    rate_limit: float
+    retry_attempts: int
+    retry_delay: float  # seconds
+    breaker_threshold: int
+    breaker_timeout: float  # seconds
+    state_dir: Path
+    max_remove_fraction: float
+    health_max_age: float  # seconds
+    http_timeout: float  # seconds
+    run_timeout: float  # seconds: the whole run's budget, retries included
+    metrics_file: Path | None
+    ping_url: str | None
+
+    def require_sheets(self) -> None:
+        """Fail unless the settings needed to read the sheet are present."""
+        if self.google_credentials is None:
+            raise ConfigError(
+                "GOOGLE_APPLICATION_CREDENTIALS is not set: point it at the service-account "
+                "key file (JSON) that can read the sheet"
+            )
+        if not self.spreadsheet_id:
+            raise ConfigError(
+                "SYNC_SPREADSHEET_ID is not set: use the id from the sheet's URL "
+                "(https://docs.google.com/spreadsheets/d/<ID>/edit)"
+            )
+        check_private_file(self.google_credentials, "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"LISTING_SYNC_CONFIG: file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"LISTING_SYNC_CONFIG: cannot read {path}: {exc}") from None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict | list):
+            raise ConfigError(f"LISTING_SYNC_CONFIG: {path}: {key} must be a plain value")
+        out[key.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+class _Source:
+    """Look up settings: environment first, then the config file."""
+
+    def __init__(self, env: Mapping[str, str], file_values: Mapping[str, str]) -> None:
+        self.env = env
+        self.file = file_values
+
+    def get(self, *names: str) -> tuple[str, str | None]:
+        """Return (the name that was used, its value) for the first name set."""
+        for name in names:
+            value = self.env.get(name)
+            if value is not None and value.strip() != "":
+                return name, value.strip()
+        for name in names:
+            value = self.file.get(name)
+            if value is not None and value.strip() != "":
+                return name, value.strip()
+        return names[0], None
+
+    def number(
+        self,
+        *names: str,
+        default: float,
+        kind: type[int] | type[float] = int,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        name, raw = self.get(*names)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum:g}, got {raw!r}")
+        return value
+
+    def duration(self, name: str, *, default: float, unit: float) -> float:
+        """Parse a duration: a bare number is in ``unit`` seconds; 90s, 30m, 26h, 2d also work."""
+        _, raw = self.get(name)
+        if raw is None:
+            return default
+        units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+        text = raw.lower()
+        factor = unit
+        if text and text[-1] in units:
+            factor, text = units[text[-1]], text[:-1]
+        try:
+            value = float(text) * factor
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a duration such as 26h or 90m, got {raw!r}"
+            ) from None
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def path(self, *names: str) -> Path | None:
+        _, raw = self.get(*names)
+        return Path(raw).expanduser() if raw else None
+
+
+def check_private_file(path: Path, variable: str) -> None:
+    """Refuse a secret file that is missing or readable by group or others."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}: file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{variable}: {path} is not a regular file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{variable}: {path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(name: str, url: str, *, allow_insecure_http: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"{name} uses plain http:// to {parts.hostname}, which would send the key in clear; "
+            "use https:// or pass --allow-insecure-http"
+        )
+    return url.rstrip("/")
+
+
+def _service_role_key(src: _Source) -> SecretStr:
+    _, raw = src.get("SUPABASE_SERVICE_ROLE_KEY")
+    if raw is not None:
+        return SecretStr(raw)
+    variable, key_file = src.get("SUPABASE_SERVICE_ROLE_KEY_FILE")
+    if key_file is None:
+        creds_dir = src.env.get("CREDENTIALS_DIRECTORY")
+        if creds_dir and (Path(creds_dir) / CREDENTIAL_NAME).exists():
+            variable, key_file = "CREDENTIALS_DIRECTORY", str(Path(creds_dir) / CREDENTIAL_NAME)
+    if key_file is None:
+        raise ConfigError(
+            "SUPABASE_SERVICE_ROLE_KEY is not set (nor SUPABASE_SERVICE_ROLE_KEY_FILE): "
+            "give the project's service-role key or a file holding it"
+        )
+    path = Path(key_file).expanduser()
+    # systemd credentials are private to the unit already; their mode is not ours to judge.
+    if variable != "CREDENTIALS_DIRECTORY":
+        check_private_file(path, variable)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    if not key:
+        raise ConfigError(f"{variable}: {path} is empty")
+    return SecretStr(key)
+
+
+def _default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "state")
+    return Path(base).expanduser() / "listing-sync"
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    *,
+    config_file: Path | None = None,
+    allow_insecure_http: bool = False,
+) -> Settings:
+    """Read and check every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    if config_file is None and env.get("LISTING_SYNC_CONFIG"):
+        config_file = Path(env["LISTING_SYNC_CONFIG"]).expanduser()
+    src = _Source(env, _read_config_file(config_file) if config_file else {})
+
+    _, insecure = src.get("SYNC_ALLOW_INSECURE_HTTP")
+    allow_insecure_http = allow_insecure_http or (insecure or "").lower() in ("1", "true", "yes")
+
+    name, url = src.get("POSTGREST_URL")
+    if url is None:
+        name, supabase_url = src.get("SUPABASE_URL")
+        if supabase_url is None:
+            raise ConfigError(
+                "POSTGREST_URL is not set (nor SUPABASE_URL): give the Supabase project URL "
+                "or a PostgREST base URL"
+            )
+        url = supabase_url.rstrip("/") + "/rest/v1"
+    postgrest_url = _check_url(name, url, allow_insecure_http=allow_insecure_http)
+
+    _, endpoint = src.get("SYNC_SHEETS_API_ENDPOINT")
+    sheets_api_endpoint = _check_url(
+        "SYNC_SHEETS_API_ENDPOINT",
+        endpoint or GOOGLE_SHEETS_ENDPOINT,
+        allow_insecure_http=allow_insecure_http,
+    )
+
+    mapping_file = src.path("SYNC_MAPPING")
+    if mapping_file is not None and not mapping_file.is_file():
+        raise ConfigError(f"SYNC_MAPPING: file {mapping_file} does not exist")
+
+    _, metrics = src.get("SYNC_METRICS_FILE")
+    _, ping_url = src.get("SYNC_PING_URL")
+    if ping_url is not None:
+        ping_url = _check_url("SYNC_PING_URL", ping_url, allow_insecure_http=True)
+
+    return Settings(
+        postgrest_url=postgrest_url,
+        service_role_key=_service_role_key(src),
+        google_credentials=src.path("GOOGLE_APPLICATION_CREDENTIALS"),
+        spreadsheet_id=src.get("SYNC_SPREADSHEET_ID")[1],
+        sheet_name=src.get("SYNC_SHEET_NAME")[1],
+        sheets_api_endpoint=sheets_api_endpoint,
+        mapping_file=mapping_file,
+        batch_size=int(src.number("SYNC_BATCH_SIZE", default=100, minimum=1, maximum=100_000)),
+        batch_max_bytes=int(
+            src.number("SYNC_BATCH_MAX_BYTES", default=4 * 1024 * 1024, minimum=1024)
+        ),
+        rate_limit=src.number("SYNC_RATE_LIMIT", default=10.0, kind=float, minimum=0.01),
+        retry_attempts=int(src.number("SYNC_RETRY_ATTEMPTS", default=3, minimum=1, maximum=20)),
+        retry_delay=src.number("SYNC_RETRY_DELAY", default=1000, kind=float, minimum=0) / 1000,
+        breaker_threshold=int(
+            src.number(
+                "SYNC_CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_THRESHOLD", default=5, minimum=1
+            )
+        ),
+        breaker_timeout=src.number(
+            "SYNC_CIRCUIT_BREAKER_TIMEOUT",
+            "CIRCUIT_BREAKER_TIMEOUT",
+            default=60000,
+            kind=float,
+            minimum=0,
+        )
+        / 1000,
+        state_dir=src.path("SYNC_STATE_DIR") or _default_state_dir(env),
+        max_remove_fraction=src.number(
+            "SYNC_MAX_REMOVE_FRACTION", default=0.2, kind=float, minimum=0, maximum=1
+        ),
+        health_max_age=src.duration("SYNC_HEALTH_MAX_AGE", default=26 * 3600.0, unit=3600.0),
+        http_timeout=src.duration("SYNC_HTTP_TIMEOUT", default=30.0, unit=1.0),
+        run_timeout=src.duration("SYNC_RUN_TIMEOUT", default=3600.0, unit=1.0),
+        metrics_file=Path(metrics).expanduser() if metrics else None,
+        ping_url=ping_url,
+    )

@@ -1,0 +1,462 @@
+"""Everything the terminal sees: rich tables, progress, JSON, log lines.
+
+Nothing outside the CLI and this module prints. JSON keys are stable: scripts
+read them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from .health import NAGIOS, HealthReport
+from .state import duration_of, parse_ts
+from .sync import SyncReport
+
+MAX_PROBLEM_LINES = 20
+
+
+@dataclass(frozen=True)
+class OutputMode:
+    """How a command talks: chosen once from the flags and the terminal."""
+
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    interactive: bool = False  # stdout is a terminal: progress and tables
+
+    @classmethod
+    def detect(cls, *, json: bool, quiet: bool, verbose: bool) -> OutputMode:
+        return cls(
+            json=json,
+            quiet=quiet,
+            verbose=verbose and not quiet,
+            interactive=sys.stdout.isatty() and not json and not quiet,
+        )
+
+
+def stdout_console() -> Console:
+    # Piped output (less, a log file, a demo) would otherwise be cut to 80 columns.
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    stream.flush()
+
+
+# --- logging ------------------------------------------------------------------
+
+
+class RedactFilter(logging.Filter):
+    """Replace secrets in every log record, whatever code logged them."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 8]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.redact(record.getMessage())
+            record.args = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("sync_id", "event"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"listing-sync: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(
+    mode: OutputMode, *, log_format: str, secrets: Iterable[str] = ()
+) -> RedactFilter:
+    """Send the core's log lines to stderr in the chosen format."""
+    logger = logging.getLogger("listing_sync")
+    logger.handlers.clear()
+    logger.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    redact = RedactFilter(secrets)
+    handler.addFilter(redact)
+    logger.addHandler(handler)
+    if mode.verbose:
+        logger.setLevel(logging.DEBUG)
+    elif mode.quiet:
+        logger.setLevel(logging.ERROR)
+    else:
+        logger.setLevel(logging.WARNING)
+    return redact
+
+
+# --- progress -----------------------------------------------------------------
+
+
+class RichProgress:
+    """Draw the pipeline's progress on a terminal (rows read, rows written)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.elapsed:>5.1f}s"),
+            console=console,
+            transient=True,
+        )
+        self._task: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, visible=False)
+        self._task = self._progress.add_task(name, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, amount)
+            now = time.monotonic()
+            if now - self._last > 0.1:
+                self._last = now
+                self._progress.refresh()
+
+
+# --- sync ---------------------------------------------------------------------
+
+
+def sync_to_dict(report: SyncReport) -> dict[str, Any]:
+    """Return the stable JSON form of a sync report."""
+    data: dict[str, Any] = {
+        "sync_id": report.sync_id,
+        "sync_type": report.sync_type,
+        "status": report.status,
+        "dry_run": report.dry_run,
+        "exit_code": report.exit_code,
+        "started_at": report.started_at.isoformat(),
+        "completed_at": report.completed_at.isoformat() if report.completed_at else None,
+        "duration_seconds": report.duration,
+        "total": report.total,
+        "success": report.success,
+        "failed": report.failed,
+        "skipped": report.skipped,
+        "removed": report.removed,
+        "not_found": report.not_found,
+        "problems": [p.to_dict() for p in report.problems],
+        "warnings": report.warnings,
+        "error": report.error,
+        "state_recorded": report.state_recorded,
+    }
+    plan = report.plan
+    if report.dry_run and plan is not None:
+        data["plan"] = {
+            "new": [p.number for p in plan.new],
+            "changed": [
+                {"property_number": p.number, "fields": plan.changed_fields.get(p.number, [])}
+                for p in plan.changed
+            ],
+            "unchanged": plan.unchanged,
+            "removed": plan.removed,
+            "invalid": [p.to_dict() for p in plan.problems],
+        }
+    return data
+
+
+def _problem_table(problems: Sequence[Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("row", "property number", "column", "problem"):
+        table.add_column(name, overflow="fold")
+    for p in problems[:MAX_PROBLEM_LINES]:
+        row = p if isinstance(p, dict) else p.to_dict()
+        table.add_row(
+            str(row.get("row") or ""),
+            str(row.get("property_number") or ""),
+            str(row.get("column") or ""),
+            str(row.get("message") or ""),
+        )
+    if len(problems) > MAX_PROBLEM_LINES:
+        table.caption = f"... and {len(problems) - MAX_PROBLEM_LINES} more (use --json for all)"
+    return table
+
+
+def render_sync(report: SyncReport, console: Console) -> None:
+    """Draw the end-of-run summary (terminal)."""
+    if report.dry_run and report.plan is not None:
+        render_plan(report, console)
+        return
+    table = Table(title=f"Sync {report.sync_id} ({report.sync_type})", title_justify="left")
+    table.add_column("status")
+    for name in ("total", "written", "unchanged", "failed", "removed", "not found", "time"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        _status_text(report.status),
+        str(report.total),
+        str(report.success),
+        str(report.skipped),
+        str(report.failed),
+        str(report.removed),
+        str(len(report.not_found)),
+        f"{report.duration:.1f}s" if report.duration is not None else "-",
+    )
+    console.print(table)
+    if report.problems:
+        console.print(_problem_table(report.problems, "Rows not written"))
+    if report.not_found:
+        console.print("Not in the sheet: " + ", ".join(report.not_found))
+
+
+def render_plan(report: SyncReport, console: Console) -> None:
+    """Draw what a dry run would do."""
+    plan = report.plan
+    assert plan is not None
+    table = Table(title=f"Dry run ({report.sync_type}): nothing was written", title_justify="left")
+    for name in ("new", "changed", "unchanged", "to be removed", "invalid", "not found"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(len(plan.new)),
+        str(len(plan.changed)),
+        str(plan.unchanged),
+        str(len(plan.removed)),
+        str(len(plan.problems)),
+        str(len(plan.not_found)),
+    )
+    console.print(table)
+    if plan.new:
+        console.print("New: " + _some(p.number for p in plan.new))
+    if plan.changed:
+        detail = Table(title="Changed", title_justify="left")
+        detail.add_column("property number")
+        detail.add_column("fields")
+        for p in plan.changed[:MAX_PROBLEM_LINES]:
+            detail.add_row(p.number, ", ".join(plan.changed_fields.get(p.number, [])))
+        console.print(detail)
+    if plan.removed:
+        console.print("To be removed: " + _some(plan.removed))
+    if plan.problems:
+        console.print(_problem_table(plan.problems, "Invalid rows"))
+    if plan.not_found:
+        console.print("Not in the sheet: " + ", ".join(plan.not_found))
+
+
+def _some(items: Iterable[str], limit: int = 20) -> str:
+    items = list(items)
+    head = ", ".join(items[:limit])
+    return head + (f" ... (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def sync_problem_lines(report: SyncReport) -> list[str]:
+    """Return the few lines cron should mail when a run was not clean."""
+    lines = [
+        f"sync {report.sync_id or '(dry run)'} {report.status}: {report.success} written, "
+        f"{report.failed} failed, {report.skipped} unchanged, {report.removed} removed, "
+        f"{len(report.not_found)} not found"
+    ]
+    for p in report.problems[:5]:
+        lines.append(_problem_line(p.to_dict()))
+    if len(report.problems) > 5:
+        lines.append(
+            f"... and {len(report.problems) - 5} more: listing-sync status {report.sync_id}"
+        )
+    if report.not_found:
+        lines.append("not in the sheet: " + _some(report.not_found, 10))
+    if not report.state_recorded:
+        lines.append("warning: the outcome could not be recorded in sync_state")
+    return lines
+
+
+def _problem_line(p: dict[str, Any]) -> str:
+    where = f"row {p.get('row')}" if p.get("row") else "row ?"
+    number = p.get("property_number") or "?"
+    column = f" column {p['column']}" if p.get("column") else ""
+    return f"{where} ({number}){column}: {p.get('message')}"
+
+
+# --- status -------------------------------------------------------------------
+
+
+def _status_text(status: str) -> str:
+    colour = {
+        "completed": "green",
+        "partial": "yellow",
+        "failed": "red",
+        "abandoned": "red",
+        "in_progress": "cyan",
+        "queued": "cyan",
+    }.get(status, "white")
+    return f"[{colour}]{status}[/{colour}]"
+
+
+def _when(value: str | None) -> str:
+    moment = parse_ts(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _duration(run: dict[str, Any]) -> str:
+    seconds = duration_of(run)
+    return f"{seconds:.1f}s" if seconds is not None else "-"
+
+
+def render_runs(runs: Sequence[dict[str, Any]], console: Console) -> None:
+    """Draw the recent-runs table."""
+    table = Table(title="Recent syncs", title_justify="left")
+    for name, justify in (
+        ("id", "left"),
+        ("type", "left"),
+        ("status", "left"),
+        ("started", "left"),
+        ("duration", "right"),
+        ("total", "right"),
+        ("ok", "right"),
+        ("failed", "right"),
+        ("skipped", "right"),
+        ("removed", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        table.add_row(
+            str(run["id"]),
+            run["sync_type"],
+            _status_text(run["status"]),
+            _when(run["started_at"]),
+            _duration(run),
+            str(run.get("total_items") or 0),
+            str(run.get("success_count") or 0),
+            str(run.get("failed_count") or 0),
+            str(run.get("skipped_count") or 0),
+            str(run.get("removed_count") or 0),
+        )
+    if not runs:
+        table.caption = "no syncs recorded yet"
+    console.print(table)
+
+
+def render_run(run: dict[str, Any], console: Console) -> None:
+    """Draw one run in detail with its row problems."""
+    table = Table(show_header=False, title=f"Sync {run['id']}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = [
+        ("type", run["sync_type"]),
+        ("status", _status_text(run["status"])),
+        ("started", _when(run["started_at"])),
+        ("completed", _when(run.get("completed_at"))),
+        ("duration", _duration(run)),
+        ("total", run.get("total_items")),
+        ("written", run.get("success_count")),
+        ("failed", run.get("failed_count")),
+        ("unchanged", run.get("skipped_count")),
+        ("removed", run.get("removed_count")),
+        ("not found", run.get("not_found_count")),
+        ("exit code", run.get("exit_code")),
+        ("error", run.get("error_message")),
+    ]
+    for name, value in rows:
+        if value is not None:
+            table.add_row(name, str(value))
+    console.print(table)
+    problems = run.get("error_details") or []
+    if problems:
+        console.print(_problem_table(problems, "Row problems"))
+
+
+def run_to_dict(run: dict[str, Any]) -> dict[str, Any]:
+    """Return the stable JSON form of a sync_state row."""
+    out = dict(run)
+    out["duration_seconds"] = duration_of(run)
+    out["error_details"] = run.get("error_details") or []
+    return out
+
+
+# --- health -------------------------------------------------------------------
+
+
+def render_health(report: HealthReport, console: Console) -> None:
+    colour = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}[report.code]
+    console.print(f"[bold {colour}]{report.status}[/bold {colour}] ({NAGIOS[report.code]})")
+    if report.error:
+        console.print(report.error)
+        return
+    data = report.to_dict()
+    table = Table(show_header=False)
+    table.add_column("check", style="bold")
+    table.add_column("value")
+    rate = data["error_rate"]
+    table.add_row("error rate (24 h)", f"{rate:.1%} of {data['runs_24h']} runs")
+    table.add_row("last completed sync", _when(data["last_completed_sync"]))
+    table.add_row("last completed full sync", _when(data["last_completed_full_sync"]))
+    avg = data["avg_duration_seconds"]
+    table.add_row("average duration", f"{avg:.1f}s" if avg is not None else "-")
+    last = data["last_run_duration_seconds"]
+    table.add_row("last run duration", f"{last:.1f}s" if last is not None else "-")
+    table.add_row("pending failures", str(data["pending_failures"]))
+    for name, state in data["circuit_breakers"].items():
+        table.add_row(f"breaker {name}", state)
+    console.print(table)
+    for alert in report.alerts:
+        console.print(f"[{colour}]{NAGIOS[alert.level]}[/{colour}] {alert.message}")
+
+
+# --- breakers -----------------------------------------------------------------
+
+
+def render_breakers(rows: Sequence[dict[str, Any]], console: Console) -> None:
+    table = Table(title="Circuit breakers", title_justify="left")
+    for name in ("dependency", "state", "consecutive failures", "next try"):
+        table.add_column(name)
+    for row in rows:
+        retry_at = row.get("retry_at")
+        next_try = (
+            datetime.fromtimestamp(retry_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            + f" (in {row['retry_in_seconds']:.0f}s)"
+            if retry_at
+            else "-"
+        )
+        colour = "green" if row["state"] == "closed" else "red"
+        table.add_row(
+            row["name"],
+            f"[{colour}]{row['state']}[/{colour}]",
+            str(row["consecutive_failures"]),
+            next_try,
+        )
+    console.print(table)

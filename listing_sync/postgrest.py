@@ -1,0 +1,248 @@
+"""The only module that speaks PostgREST (Supabase's REST API) over httpx.
+
+Every request goes through the ``postgrest`` Guard (rate limit, breaker,
+retry). httpx errors and PostgREST error bodies are translated into the
+``listing_sync.errors`` tree here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from .errors import Failure, RemoteError, remote_error
+from .resilience import Guard, parse_retry_after
+
+T = TypeVar("T")
+DEPENDENCY = "postgrest"
+# Proxies in front of Supabase answer 414 beyond about 8 KB of URL.
+MAX_FILTER_CHARS = 6000
+
+
+def quote_value(value: str) -> str:
+    """Quote one value for an ``in.(...)`` list: wrap in "", escape \\ and "."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def in_filters(values: Sequence[str], max_chars: int = MAX_FILTER_CHARS) -> Iterator[str]:
+    """Yield ``in.(...)`` filters over ``values``, each short enough for one URL."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        quoted = quote_value(value)
+        # Percent-encoding can triple non-ASCII and punctuation; budget for it.
+        cost = 3 * len(quoted.encode()) + 3
+        if chunk and size + cost > max_chars:
+            yield "in.(" + ",".join(chunk) + ")"
+            chunk, size = [], 0
+        chunk.append(quoted)
+        size += cost
+    if chunk:
+        yield "in.(" + ",".join(chunk) + ")"
+
+
+def translate_httpx_error(exc: httpx.HTTPError, what: str) -> RemoteError:
+    """Turn an httpx transport error into a (transient) RemoteError."""
+    kind = type(exc).__name__
+    detail = str(exc) or kind
+    return remote_error(
+        f"PostgREST {what}: {kind}: {detail}", Failure(network=True), dependency=DEPENDENCY
+    )
+
+
+def error_from_response(response: httpx.Response, what: str) -> RemoteError:
+    """Build the RemoteError for a non-2xx PostgREST response."""
+    code: str | None = None
+    message = response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        parts = [str(body.get(k)) for k in ("message", "details", "hint") if body.get(k)]
+        if parts:
+            message = "; ".join(parts)
+    elif response.text:
+        message = response.text[:200]
+    label = f"{response.status_code} {code}" if code else str(response.status_code)
+    return remote_error(
+        f"PostgREST {what}: {label} {message}",
+        Failure(status=response.status_code, code=code),
+        dependency=DEPENDENCY,
+        retry_after=parse_retry_after(response.headers.get("Retry-After"), now=time.time()),
+    )
+
+
+class PostgrestClient:
+    """A small PostgREST client: upsert, insert, update and paged select."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        *,
+        guard: Guard,
+        http: httpx.Client | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.guard = guard
+        self.http = http or httpx.Client(timeout=timeout)
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "apikey": key,
+            "Accept": "application/json",
+        }
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        content: bytes | None = None,
+        prefer: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        what = f"{method} /{path}"
+        headers = dict(self._headers)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if prefer:
+            headers["Prefer"] = prefer
+        if extra_headers:
+            headers.update(extra_headers)
+        url = f"{self.base_url}/{path}"
+
+        def attempt() -> httpx.Response:
+            try:
+                response = self.http.request(
+                    method, url, params=params, content=content, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                raise translate_httpx_error(exc, what) from exc
+            if response.status_code >= 400:
+                raise error_from_response(response, what)
+            return response
+
+        return self.guard.call(attempt)
+
+    # --- writes -------------------------------------------------------------
+
+    def upsert(self, table: str, body: bytes, *, on_conflict: str, columns: Sequence[str]) -> None:
+        """Upsert a pre-serialised JSON array; all objects must share ``columns``."""
+        self._request(
+            "POST",
+            table,
+            params={"on_conflict": on_conflict, "columns": ",".join(columns)},
+            content=body,
+            prefer="resolution=merge-duplicates,return=minimal",
+        )
+
+    def insert_returning(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one row and return it as stored."""
+        response = self._request(
+            "POST",
+            table,
+            content=json.dumps(row).encode(),
+            prefer="return=representation",
+        )
+        rows = response.json()
+        return rows[0]
+
+    def update(self, table: str, filters: Mapping[str, str], values: Mapping[str, Any]) -> int:
+        """PATCH rows matching ``filters``; return how many changed."""
+        response = self._request(
+            "PATCH",
+            table,
+            params=dict(filters),
+            content=json.dumps(values, default=str).encode(),
+            prefer="return=minimal,count=exact",
+        )
+        return _count_from_range(response.headers.get("Content-Range"))
+
+    # --- reads --------------------------------------------------------------
+
+    def select(
+        self,
+        table: str,
+        *,
+        select: str = "*",
+        filters: Sequence[tuple[str, str]] = (),
+        order: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return the rows matching ``filters``."""
+        params: list[tuple[str, str]] = [("select", select), *filters]
+        if order:
+            params.append(("order", order))
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        return self._request("GET", table, params=params).json()
+
+    def select_pages(
+        self,
+        table: str,
+        *,
+        select: str,
+        key: str,
+        filters: Sequence[tuple[str, str]] = (),
+        page_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every matching row, paging by ``key`` (keyset pagination).
+
+        Supabase caps rows per response, so pages are asked for in ``key`` order
+        and the next page starts after the last key seen.
+        """
+        last: str | None = None
+        while True:
+            page_filters = list(filters)
+            if last is not None:
+                page_filters.append((key, f"gt.{quote_value(last)}"))
+            rows = self.select(
+                table, select=select, filters=page_filters, order=f"{key}.asc", limit=page_size
+            )
+            yield from rows
+            if len(rows) < page_size:
+                return
+            last = str(rows[-1][key])
+
+    def select_in(
+        self,
+        table: str,
+        *,
+        select: str,
+        column: str,
+        values: Sequence[str],
+    ) -> Iterator[dict[str, Any]]:
+        """Yield rows whose ``column`` is one of ``values``, chunked to keep URLs short."""
+        for flt in in_filters(values):
+            yield from self.select(table, select=select, filters=[(column, flt)])
+
+
+def _count_from_range(content_range: str | None) -> int:
+    # "0-4/5" or "*/0"
+    if not content_range or "/" not in content_range:
+        return 0
+    total = content_range.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else 0
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,127 @@
+"""Wire settings into the clients a command needs: guards, breakers, lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .resilience import (
+    CircuitBreaker,
+    FileStore,
+    Guard,
+    RetryPolicy,
+    RunLock,
+    TokenBucket,
+    postgrest_bucket,
+    sheets_bucket,
+)
+
+log = logging.getLogger("listing_sync")
+DEPENDENCIES = ("sheets", "postgrest")
+
+
+def breaker_store(settings: Settings) -> FileStore:
+    """Return the file store that keeps breaker state between cron runs."""
+    return FileStore(settings.state_dir, warn=log.warning)
+
+
+def breakers(settings: Settings) -> dict[str, CircuitBreaker]:
+    """Return one breaker per dependency, backed by the state directory."""
+    store = breaker_store(settings)
+    return {
+        name: CircuitBreaker(
+            name, store, threshold=settings.breaker_threshold, timeout=settings.breaker_timeout
+        )
+        for name in DEPENDENCIES
+    }
+
+
+def run_lock(settings: Settings) -> RunLock:
+    return RunLock(Path(settings.state_dir) / "sync.lock")
+
+
+@dataclass
+class StopFlag:
+    """Set by SIGTERM/SIGINT; checked before every remote request."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up as soon as a stop is asked for."""
+        self.event.wait(seconds)
+
+
+def _on_retry(dependency: str) -> Callable[..., None]:
+    def report(exc: Exception, attempt: int, wait: float) -> None:
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", dependency, attempt, exc, wait)
+
+    return report
+
+
+def guards(settings: Settings, *, stop: StopFlag | None = None) -> dict[str, Guard]:
+    """Return the one retrying wrapper per dependency, sharing the run's deadline.
+
+    With ``stop``, a SIGTERM ends a backoff wait at once and the next attempt
+    raises SyncInterrupted.
+    """
+    deadline = time.time() + settings.run_timeout
+    policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
+    limiters: dict[str, TokenBucket] = {
+        "sheets": sheets_bucket(),
+        "postgrest": postgrest_bucket(settings.rate_limit),
+    }
+    return {
+        name: Guard(
+            name,
+            breaker=breaker,
+            limiter=limiters[name],
+            policy=policy,
+            deadline=deadline,
+            should_stop=stop or (lambda: False),
+            sleep=stop.sleep if stop else time.sleep,
+            on_retry=_on_retry(name),
+        )
+        for name, breaker in breakers(settings).items()
+    }
+
+
+def postgrest_client(settings: Settings, guard: Guard):
+    """Return a PostgREST client using one keep-alive HTTP connection pool."""
+    import httpx
+
+    from .postgrest import PostgrestClient
+
+    http = httpx.Client(timeout=settings.http_timeout, follow_redirects=False)
+    return PostgrestClient(
+        settings.postgrest_url,
+        settings.service_role_key.get_secret_value(),
+        guard=guard,
+        http=http,
+    )
+
+
+def sheets_reader(settings: Settings, guard: Guard):
+    """Return a reader for the configured spreadsheet (imports Google's libraries)."""
+    from .sheets import SheetsReader
+
+    settings.require_sheets()
+    assert settings.google_credentials is not None and settings.spreadsheet_id is not None
+    return SheetsReader(
+        spreadsheet_id=settings.spreadsheet_id,
+        credentials_file=settings.google_credentials,
+        endpoint=settings.sheets_api_endpoint,
+        guard=guard,
+        tab_name=settings.sheet_name,
+        timeout=max(settings.http_timeout, 60.0),
+    )

@@ -1,0 +1,231 @@
+"""The only module that knows Google: read a sheet's rows through the Sheets API.
+
+Rows are read in chunks (bounded memory, each response under Google's 2 MB
+advice) with ``valueRenderOption=UNFORMATTED_VALUE`` and
+``dateTimeRenderOption=SERIAL_NUMBER``. Every request goes through the
+``sheets`` Guard; Google's errors are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Failure, RemoteError, remote_error
+from .resilience import Guard, parse_retry_after
+
+DEPENDENCY = "sheets"
+SCOPES = ["https://www.googleapis.com/auth/spreadsheets.readonly"]
+# Google advises responses under about 2 MB; budget ~30 bytes a cell.
+RESPONSE_BUDGET_BYTES = 2_000_000
+BYTES_PER_CELL = 30
+MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 100, 10_000
+
+
+def chunk_rows_for(columns: int) -> int:
+    """Return how many rows to ask for per request for a sheet this wide."""
+    rows = RESPONSE_BUDGET_BYTES // (max(columns, 1) * BYTES_PER_CELL)
+    return max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, rows))
+
+
+def a1_tab(title: str) -> str:
+    """Quote a tab title for an A1 range: 'It''s' style."""
+    return "'" + title.replace("'", "''") + "'"
+
+
+def translate_google_error(exc: BaseException, what: str) -> RemoteError:
+    """Turn an error raised by googleapiclient/google-auth/httplib2 into a RemoteError."""
+    from google.auth import exceptions as auth_exceptions
+    from googleapiclient.errors import HttpError
+
+    if isinstance(exc, HttpError):
+        status = int(exc.resp.status)
+        google_status: str | None = None
+        message = exc.reason or ""
+        reasons: set[str] = set()
+        try:
+            error = json.loads(exc.content).get("error", {})
+            google_status = error.get("status")
+            message = error.get("message") or message
+            reasons = {e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)}
+        except (ValueError, AttributeError):
+            pass
+        if reasons & {"rateLimitExceeded", "userRateLimitExceeded"}:
+            google_status = "RESOURCE_EXHAUSTED"  # the v3-style quota error (403)
+        if google_status is None and status >= 500:
+            google_status = "INTERNAL"  # Google documents its 5xx as safe to retry
+        retry_after = parse_retry_after(exc.resp.get("retry-after"), now=time.time())
+        label = f"{status} {google_status}" if google_status else str(status)
+        return remote_error(
+            f"Google Sheets {what}: {label} {message}".rstrip(),
+            Failure(status=status, code=google_status),
+            dependency=DEPENDENCY,
+            retry_after=retry_after,
+        )
+    if isinstance(exc, auth_exceptions.RefreshError):
+        # The token endpoint refused the key: wrong key, disabled account, bad clock.
+        retryable = bool(getattr(exc, "retryable", False))
+        return remote_error(
+            f"Google Sheets {what}: could not get an access token: {_first_line(exc)}",
+            Failure(network=retryable),
+            dependency=DEPENDENCY,
+        )
+    return remote_error(
+        f"Google Sheets {what}: {type(exc).__name__}: {_first_line(exc)}",
+        Failure(network=True),
+        dependency=DEPENDENCY,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _foreign_errors() -> tuple[type[BaseException], ...]:
+    import httplib2
+    from google.auth import exceptions as auth_exceptions
+    from googleapiclient.errors import HttpError
+
+    return (HttpError, auth_exceptions.GoogleAuthError, httplib2.HttpLib2Error, OSError)
+
+
+@dataclass(frozen=True)
+class Tab:
+    """One tab of the spreadsheet."""
+
+    title: str
+    row_count: int
+    column_count: int
+
+
+class SheetsReader:
+    """Read one spreadsheet's rows through google-api-python-client."""
+
+    def __init__(
+        self,
+        *,
+        spreadsheet_id: str,
+        credentials_file: Path,
+        endpoint: str,
+        guard: Guard,
+        tab_name: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.spreadsheet_id = spreadsheet_id
+        self.guard = guard
+        self.tab_name = tab_name
+        self._service = _build_service(credentials_file, endpoint, timeout)
+
+    def read(self) -> tuple[str, list[Any], Iterator[tuple[int, list[Any]]]]:
+        """Return (tab title, header cells, lazy iterator of (row number, cells))."""
+        tab = self.find_tab(self.tab_name)
+        header = self.header(tab)
+        return tab.title, header, self.rows(tab, columns=max(len(header), 1))
+
+    def _execute(self, request: Any, what: str) -> dict[str, Any]:
+        errors = _foreign_errors()
+
+        def attempt() -> dict[str, Any]:
+            try:
+                return request.execute(num_retries=0)
+            except errors as exc:
+                raise translate_google_error(exc, what) from exc
+
+        return self.guard.call(attempt)
+
+    def tabs(self) -> list[Tab]:
+        """List the spreadsheet's tabs in order."""
+        request = self._service.spreadsheets().get(
+            spreadsheetId=self.spreadsheet_id,
+            fields="sheets.properties(title,index,gridProperties(rowCount,columnCount))",
+        )
+        meta = self._execute(request, "reading the spreadsheet's tabs")
+        tabs = []
+        for sheet in sorted(meta.get("sheets", []), key=lambda s: s["properties"].get("index", 0)):
+            props = sheet["properties"]
+            grid = props.get("gridProperties", {})
+            tabs.append(
+                Tab(props["title"], int(grid.get("rowCount", 0)), int(grid.get("columnCount", 0)))
+            )
+        return tabs
+
+    def find_tab(self, name: str | None) -> Tab:
+        """Return the tab called ``name``, or the first tab."""
+        tabs = self.tabs()
+        if not tabs:
+            raise ConfigError(f"SYNC_SPREADSHEET_ID: spreadsheet {self.spreadsheet_id} has no tabs")
+        if name is None:
+            return tabs[0]
+        for tab in tabs:
+            if tab.title == name:
+                return tab
+        titles = ", ".join(t.title for t in tabs)
+        raise ConfigError(f"SYNC_SHEET_NAME: no tab named {name!r}; tabs: {titles}")
+
+    def _values(self, range_: str, what: str) -> list[list[Any]]:
+        request = (
+            self._service.spreadsheets()
+            .values()
+            .get(
+                spreadsheetId=self.spreadsheet_id,
+                range=range_,
+                majorDimension="ROWS",
+                valueRenderOption="UNFORMATTED_VALUE",
+                dateTimeRenderOption="SERIAL_NUMBER",
+            )
+        )
+        return self._execute(request, what).get("values", [])
+
+    def header(self, tab: Tab) -> list[Any]:
+        """Return row 1 of ``tab``."""
+        rows = self._values(f"{a1_tab(tab.title)}!1:1", f"reading the header of tab {tab.title!r}")
+        return rows[0] if rows else []
+
+    def rows(self, tab: Tab, *, columns: int) -> Iterator[tuple[int, list[Any]]]:
+        """Yield (sheet row number, cells) for rows 2.. of ``tab``, one chunk per request.
+
+        Google omits trailing empty rows of a range, so a short chunk does not
+        mean the end of the sheet; the tab's row count does.
+        """
+        step = chunk_rows_for(columns)
+        start = 2
+        while start <= tab.row_count:
+            end = min(start + step - 1, tab.row_count)
+            chunk = self._values(
+                f"{a1_tab(tab.title)}!{start}:{end}",
+                f"reading rows {start}-{end} of tab {tab.title!r}",
+            )
+            for offset, cells in enumerate(chunk):
+                yield start + offset, cells
+            start = end + 1
+
+
+def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any:
+    import google_auth_httplib2
+    import httplib2
+    from google.oauth2 import service_account
+    from googleapiclient.discovery import build
+
+    try:
+        credentials = service_account.Credentials.from_service_account_file(
+            str(credentials_file), scopes=SCOPES
+        )
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(
+            f"GOOGLE_APPLICATION_CREDENTIALS: {credentials_file} is not a usable service-account "
+            f"key file ({type(exc).__name__})"
+        ) from None
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
+    return build(
+        "sheets",
+        "v4",
+        http=http,
+        client_options={"api_endpoint": endpoint},
+        static_discovery=True,
+        cache_discovery=False,
+    )

@@ -1,0 +1,195 @@
+"""The ``sync_state`` table: one row per run, written through PostgREST."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import NotFoundError
+from .postgrest import PostgrestClient
+
+TABLE = "sync_state"
+LISTINGS = "property_listings"
+# error_details keeps at most this many row problems; the counts stay exact.
+MAX_ERROR_DETAILS = 1000
+RUNNING = ("queued", "in_progress")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Parse a PostgREST timestamptz."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What ``health`` needs from the last 24 h of runs."""
+
+    runs: int
+    failed: int
+    error_rate: float
+    avg_duration: float | None  # seconds, over finished runs
+    last_run: dict[str, Any] | None
+    last_completed: dict[str, Any] | None
+    last_completed_full: dict[str, Any] | None
+
+
+def duration_of(run: dict[str, Any]) -> float | None:
+    """Return how long a finished run took, in seconds."""
+    started, completed = parse_ts(run.get("started_at")), parse_ts(run.get("completed_at"))
+    if started is None or completed is None:
+        return None
+    return (completed - started).total_seconds()
+
+
+class SyncStateStore:
+    """Create, update and read ``sync_state`` rows."""
+
+    def __init__(self, client: PostgrestClient) -> None:
+        self.client = client
+
+    def create(self, sync_type: str) -> str:
+        """Insert a queued run and return its id."""
+        row = self.client.insert_returning(
+            TABLE,
+            {
+                "sync_type": sync_type,
+                "status": "queued",
+                "started_at": iso(utcnow()),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+        return str(row["id"])
+
+    def update(self, sync_id: str, **values: Any) -> None:
+        """Update one run's row; ``updated_at`` is set for you."""
+        values["updated_at"] = iso(utcnow())
+        self.client.update(TABLE, {"id": f"eq.{sync_id}"}, values)
+
+    def abandon_running(self, reason: str) -> list[str]:
+        """Mark runs left queued/in_progress by a dead process as abandoned.
+
+        Call only while holding the run lock: then no other run is alive.
+        """
+        stale = self.client.select(
+            TABLE, select="id", filters=[("status", "in.(queued,in_progress)")]
+        )
+        ids = [str(row["id"]) for row in stale]
+        for sync_id in ids:
+            self.update(
+                sync_id,
+                status="abandoned",
+                completed_at=iso(utcnow()),
+                error_message=reason,
+            )
+        return ids
+
+    def get(self, sync_id: str) -> dict[str, Any]:
+        """Return one run, or raise NotFoundError."""
+        try:
+            rows = self.client.select(TABLE, filters=[("id", f"eq.{sync_id}")])
+        except Exception as exc:  # a malformed uuid is a 400 from PostgREST
+            from .errors import PermanentError
+
+            if isinstance(exc, PermanentError) and exc.code == "22P02":
+                raise NotFoundError(f"no sync with id {sync_id!r} (not a valid id)") from None
+            raise
+        if not rows:
+            raise NotFoundError(f"no sync with id {sync_id!r}")
+        return rows[0]
+
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Return the most recent runs, newest first (without their row errors)."""
+        return self.client.select(
+            TABLE,
+            select="id,sync_type,status,started_at,completed_at,total_items,success_count,"
+            "failed_count,skipped_count,removed_count,not_found_count,error_message,exit_code",
+            order="started_at.desc",
+            limit=limit,
+        )
+
+    def stats(self, window: timedelta = timedelta(hours=24)) -> RunStats:
+        """Summarise the runs started within ``window``."""
+        since = iso(utcnow() - window)
+        runs = self.client.select(
+            TABLE,
+            select="id,sync_type,status,started_at,completed_at,exit_code",
+            filters=[("started_at", f"gte.{since}")],
+            order="started_at.desc",
+        )
+        finished = [r for r in runs if r["status"] not in RUNNING]
+        failed = sum(1 for r in finished if r["status"] in ("failed", "abandoned"))
+        durations = [d for d in (duration_of(r) for r in finished) if d is not None]
+        last_completed = self._last("completed", None)
+        return RunStats(
+            runs=len(finished),
+            failed=failed,
+            error_rate=failed / len(finished) if finished else 0.0,
+            avg_duration=sum(durations) / len(durations) if durations else None,
+            last_run=finished[0] if finished else None,
+            last_completed=last_completed,
+            last_completed_full=self._last("completed", "full"),
+        )
+
+    def _last(self, status: str, sync_type: str | None) -> dict[str, Any] | None:
+        filters = [("status", f"eq.{status}")]
+        if sync_type:
+            filters.append(("sync_type", f"eq.{sync_type}"))
+        rows = self.client.select(
+            TABLE,
+            select="id,sync_type,status,started_at,completed_at",
+            filters=filters,
+            order="started_at.desc",
+            limit=1,
+        )
+        return rows[0] if rows else None
+
+    def pending_failures(self, window: timedelta = timedelta(days=7)) -> int:
+        """Count listings whose latest sync attempt failed and that have not synced since.
+
+        The seed's "queue size": failures come from the row errors of recent
+        runs; a listing counts until ``property_listings.synced_at`` is newer
+        than its last failure.
+        """
+        since = iso(utcnow() - window)
+        runs = self.client.select(
+            TABLE,
+            select="started_at,error_details",
+            filters=[("started_at", f"gte.{since}"), ("failed_count", "gt.0")],
+            order="started_at.asc",
+        )
+        failed_at: dict[str, datetime] = {}
+        for run in runs:
+            started = parse_ts(run["started_at"])
+            for problem in run.get("error_details") or []:
+                number = problem.get("property_number") if isinstance(problem, dict) else None
+                if number and started is not None:
+                    failed_at[str(number)] = started
+        if not failed_at:
+            return 0
+        synced: dict[str, datetime | None] = {}
+        for row in self.client.select_in(
+            LISTINGS,
+            select="property_number,synced_at",
+            column="property_number",
+            values=sorted(failed_at),
+        ):
+            synced[row["property_number"]] = parse_ts(row.get("synced_at"))
+        return sum(
+            1
+            for number, when in failed_at.items()
+            if (synced.get(number) is None or synced[number] < when)  # type: ignore[operator]
+        )
