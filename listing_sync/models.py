@@ -201,8 +201,16 @@ def _failures(
         column = str(loc[0]) if loc else None
         cause = (error.get("ctx") or {}).get("error")
         reason = str(cause) if isinstance(cause, CellError) else error["msg"]
-        failures.append((column, reason, data.get(column) if column is not None else None))
+        raw = data.get(column) if column is not None else None
+        failures.append((column, _with_value(reason, raw), raw))
     return failures
+
+
+def _with_value(reason: str, raw: object) -> str:
+    """Name the raw cell value in the message, so every report shows what to fix."""
+    if raw is None or str(raw) in reason:
+        return reason
+    return f"{reason}; the cell holds {raw!r}"
 
 
 def convert_row(
@@ -238,7 +246,7 @@ def convert_row(
             warnings.append(formula_warning(row_number, header, exc.code))
             continue
         except CellError as exc:
-            extra_failures.append((header, str(exc), raw))
+            extra_failures.append((header, _with_value(str(exc), raw), raw))
             continue
         if value is not None:
             extra[header] = value

@@ -157,7 +157,7 @@ def test_all_bad_columns_are_reported() -> None:
         ("parking", "maybe"),
     ] == [(p.column, p.value) for p in problems]
     assert all(p.row == 12 and p.property_number == "A-001" for p in problems)
-    assert "impossible date" == problems[2].message
+    assert "impossible date; the cell holds '2025-02-30'" == problems[2].message
 
 
 def test_missing_property_number_is_one_problem() -> None:
