@@ -39,7 +39,10 @@ unreachable after retries, or a circuit breaker is open; 70 unexpected error;
 app = typer.Typer(
     name="listing-sync",
     help="Keep a Supabase/PostgREST property_listings table equal to a Google Sheet.\n\n"
-    "Run `listing-sync sync all` nightly from cron; see `listing-sync COMMAND --help`.",
+    "Run `listing-sync sync all` nightly from cron; see `listing-sync COMMAND --help`.\n\n"
+    "Example: listing-sync sync all --dry-run\n\n"
+    "Exit codes: each command's --help lists its own; for sync, 0 completed, 1 partial, "
+    "65 sheet unusable, 69 unavailable, 75 locked, 78 configuration error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -47,13 +50,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 sync_app = typer.Typer(
-    help="Sync listings from the sheet into the table.",
+    help="Sync listings from the sheet into the table.\n\n"
+    "Example: listing-sync sync numbers A-0012 00123\n\n" + SYNC_EXIT_CODES,
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 breaker_app = typer.Typer(
     help="Show the circuit breakers (one per dependency), or reset one by hand.\n\n"
-    "Example: listing-sync breaker; listing-sync breaker reset sheets",
+    "Example: listing-sync breaker; listing-sync breaker reset sheets\n\n"
+    "Exit codes: 0 shown; 78 configuration error.",
     invoke_without_command=True,
     rich_markup_mode=None,
 )
@@ -578,7 +583,8 @@ def _breaker_rows(breakers: dict[str, Any]) -> list[dict[str, Any]]:
 @breaker_app.command(
     "reset",
     help="Close a circuit breaker by hand (all of them without NAME).\n\n"
-    "Example: listing-sync breaker reset postgrest",
+    "Example: listing-sync breaker reset postgrest\n\n"
+    "Exit codes: 0 closed; 2 no breaker by that name; 78 configuration error.",
 )
 def breaker_reset(
     name: Annotated[str | None, typer.Argument(help="sheets or postgrest")] = None,
