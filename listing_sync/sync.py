@@ -371,8 +371,13 @@ def write_rows(
     batch_size: int,
     batch_max_bytes: int,
     progress: Progress,
+    result: WriteResult | None = None,
 ) -> WriteResult:
-    """Upsert ``rows`` in batches; a batch failing permanently is retried row by row."""
+    """Upsert ``rows`` in batches; a batch failing permanently is retried row by row.
+
+    Counts go into ``result`` as batches land, so a run that stops half-way can
+    still say how much it wrote.
+    """
     suffix = (
         ',"synced_at":'
         + json.dumps(iso(utcnow()))
@@ -380,7 +385,7 @@ def write_rows(
         + json.dumps(sync_id)
         + "}"
     ).encode()
-    result = WriteResult()
+    result = WriteResult() if result is None else result
     progress.phase("writing", total=len(rows))
     for batch in batches(rows, batch_size, batch_max_bytes):
         try:
@@ -473,6 +478,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         )
     report.sync_id = deps.state.create(request.sync_type)
     report.started_at = utcnow()
+    written = WriteResult()
     try:
         deps.state.update(report.sync_id, status="in_progress")
         plan = make_plan(
@@ -484,14 +490,16 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             progress=progress,
         )
         _fill_from_plan(report, plan)
+        report.removed = 0  # until mark_removed has run: a failed run removed nothing
         deps.state.update(report.sync_id, total_items=report.total)
-        written = write_rows(
+        write_rows(
             deps.client,
             plan.to_write,
             sync_id=report.sync_id,
             batch_size=deps.batch_size,
             batch_max_bytes=deps.batch_max_bytes,
             progress=progress,
+            result=written,
         )
         report.success = written.written
         report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)
@@ -500,9 +508,11 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             progress.phase("marking removed")
             report.removed = mark_removed(deps.client, plan.removed, sync_id=report.sync_id)
     except ListingSyncError as exc:
+        report.success = written.written  # batches that landed before the failure
         _finish(deps, report, "failed", exc.exit_code, error=str(exc))
         raise
     except Exception as exc:
+        report.success = written.written
         _finish(deps, report, "failed", 70, error=f"unexpected error: {type(exc).__name__}")
         raise
     partial = report.failed > 0 or bool(report.not_found)
