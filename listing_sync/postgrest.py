@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .errors import Failure, RemoteError, remote_error
+from .errors import Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
 
 T = TypeVar("T")
@@ -206,13 +206,17 @@ class PostgrestClient:
         while True:
             page_filters = list(filters)
             if last is not None:
-                page_filters.append((key, f"gt.{quote_value(last)}"))
+                # Unlike in.(...), PostgREST takes a gt. value verbatim: quoting it would
+                # compare against '"A,1"' and restart from the first page, forever.
+                page_filters.append((key, f"gt.{last}"))
             rows = self.select(
                 table, select=select, filters=page_filters, order=f"{key}.asc", limit=page_size
             )
             yield from rows
             if len(rows) < page_size:
                 return
+            if last is not None and str(rows[-1][key]) == last:
+                raise ListingSyncError(f"paging {table} by {key} made no progress after {last!r}")
             last = str(rows[-1][key])
 
     def select_in(
