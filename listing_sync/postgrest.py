@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -34,8 +35,9 @@ def in_filters(values: Sequence[str], max_chars: int = MAX_FILTER_CHARS) -> Iter
     size = 0
     for value in values:
         quoted = quote_value(value)
-        # Percent-encoding can triple non-ASCII and punctuation; budget for it.
-        cost = 3 * len(quoted.encode()) + 3
+        # Budget the fully percent-encoded length (an upper bound of what httpx sends),
+        # so plain ASCII numbers are not charged 3x and split into needlessly many requests.
+        cost = len(quote(quoted, safe="")) + 3  # + the encoded comma
         if chunk and size + cost > max_chars:
             yield "in.(" + ",".join(chunk) + ")"
             chunk, size = [], 0
