@@ -233,10 +233,19 @@ def make_plan(
     plan.problems = list(problems)
     plan.invalid_numbers = {p.property_number for p in problems if p.property_number}
 
+    # A row with a bad cell still claims its key: a valid copy elsewhere is a duplicate too.
+    for p in problems:
+        if p.property_number is None:
+            continue
+        claimed = rows_by_number.setdefault(p.property_number, [])
+        if p.row not in claimed:
+            claimed.append(p.row)
+
     # Duplicate keys: write none of them, keep the table's value, name every row.
     for number, rows in rows_by_number.items():
         if len(rows) > 1:
-            del valid[number]
+            rows.sort()
+            valid.pop(number, None)
             plan.invalid_numbers.add(number)
             where = ", ".join(str(r) for r in rows)
             for r in rows:
