@@ -212,6 +212,25 @@ def test_limiter_paces_calls() -> None:
     assert expected == counts(guard, fn, t)
 
 
+def test_stop_requested_during_rate_limit_wait() -> None:
+    """Do not call after a wait for a token that a SIGTERM cut short."""
+    t = FakeTime()
+    stop = {"requested": False}
+
+    def sleep(seconds: float) -> None:
+        t.sleep(seconds)
+        stop["requested"] = True
+
+    bucket = TokenBucket(1.0, 1.0, clock=t.clock, sleep=sleep)
+    guard = make_guard(t, limiter=bucket, should_stop=lambda: stop["requested"])
+    fn = Script()
+    guard.call(fn)
+    with pytest.raises(SyncInterrupted):
+        guard.call(fn)
+    expected = (2, 1, 1, [1.0])
+    assert expected == counts(guard, fn, t)
+
+
 def test_refused_call_does_not_spend_rate_limit_tokens() -> None:
     """Ask the breaker before the limiter, so a refusal costs no token."""
     t = FakeTime()

@@ -1,7 +1,7 @@
 """The one retrying wrapper every remote call goes through.
 
-One attempt = stop check, breaker admission, rate limit, the call, breaker
-bookkeeping. ``retry_with_backoff`` repeats attempts; a refusal by the breaker
+One attempt = stop check, breaker admission, rate limit (then the stop check
+again), the call, breaker bookkeeping. ``retry_with_backoff`` repeats attempts; a refusal by the breaker
 ends the retries at once, because no call was made and waiting here would only
 spend the run's budget.
 """
@@ -78,6 +78,9 @@ class Guard:
         self.breaker.before_call()
         if self.limiter is not None:
             self.limiter.acquire()
+            # A stop during the wait for a token ends that wait: do not call after it.
+            if self._should_stop():
+                raise SyncInterrupted("interrupted")
         self.calls_made += 1
         try:
             result = fn()
