@@ -151,6 +151,17 @@ class _Source:
         return Path(raw).expanduser() if raw else None
 
 
+def _in_credentials_directory(path: Path) -> bool:
+    """Tell whether ``path`` is one of the credentials systemd passed to this unit."""
+    creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds_dir:
+        return False
+    try:
+        return path.resolve().is_relative_to(Path(creds_dir).resolve())
+    except OSError:
+        return False
+
+
 def check_private_file(path: Path, variable: str) -> None:
     """Refuse a secret file that is missing or readable by group or others."""
     try:
@@ -161,7 +172,9 @@ def check_private_file(path: Path, variable: str) -> None:
         raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise ConfigError(f"{variable}: {path} is not a regular file")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    # systemd (LoadCredential=) grants the unit's user read access by an ACL, which
+    # shows as group bits; those files are private to the unit already.
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not _in_credentials_directory(path):
         raise ConfigError(
             f"{variable}: {path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
             f"run: chmod 600 {path}"
@@ -189,10 +202,23 @@ def _check_url(name: str, url: str, *, allow_insecure_http: bool) -> str:
     return url.rstrip("/")
 
 
+def _checked_key(key: str, where: str) -> SecretStr:
+    """Refuse a key with whitespace or non-ASCII characters inside, without echoing it.
+
+    Such a key cannot be sent as a header: the HTTP library's error would quote it.
+    """
+    if not all("!" <= ch <= "~" for ch in key):
+        raise ConfigError(
+            f"{where} must hold only the key: it contains a space, a line break or a "
+            "non-ASCII character (a second line, a comment, a smart quote?)"
+        )
+    return SecretStr(key)
+
+
 def _service_role_key(src: _Source) -> SecretStr:
-    _, raw = src.get("SUPABASE_SERVICE_ROLE_KEY")
+    name, raw = src.get("SUPABASE_SERVICE_ROLE_KEY")
     if raw is not None:
-        return SecretStr(raw)
+        return _checked_key(raw, name)
     variable, key_file = src.get("SUPABASE_SERVICE_ROLE_KEY_FILE")
     if key_file is None:
         creds_dir = src.env.get("CREDENTIALS_DIRECTORY")
@@ -213,7 +239,7 @@ def _service_role_key(src: _Source) -> SecretStr:
         raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
     if not key:
         raise ConfigError(f"{variable}: {path} is empty")
-    return SecretStr(key)
+    return _checked_key(key, f"{variable}: {path}")
 
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:
@@ -256,7 +282,9 @@ def load_settings(
 
     mapping_file = src.path("SYNC_MAPPING")
     if mapping_file is not None and not mapping_file.is_file():
-        raise ConfigError(f"SYNC_MAPPING: file {mapping_file} does not exist")
+        problem = "is not a file" if mapping_file.exists() else "does not exist"
+        noun = "" if mapping_file.exists() else "file "
+        raise ConfigError(f"SYNC_MAPPING: {noun}{mapping_file} {problem}")
 
     _, metrics = src.get("SYNC_METRICS_FILE")
     _, ping_url = src.get("SYNC_PING_URL")
