@@ -98,7 +98,7 @@ def evaluate(facts: HealthFacts, *, now: datetime, max_age: float) -> HealthRepo
                 round(rate, 4),
                 limit,
                 f"{facts.failed_24h} of {facts.runs_24h} runs failed in the last 24 h "
-                f"({rate:.0%} > {limit:.0%})",
+                f"({rate:.1%} > {limit:.0%})",
             )
         )
     if facts.last_run_duration is not None and facts.last_run_duration > MAX_RUN_SECONDS:
@@ -155,8 +155,8 @@ def nagios_line(report: HealthReport) -> str:
     """Return the one-line Nagios plugin output with performance data."""
     head = f"LISTING-SYNC {NAGIOS[report.code]} - {report.status}"
     if report.error:
-        return f"{head}: {report.error}"
-    detail = "; ".join(a.message for a in report.alerts) or "all checks passed"
+        return f"{head}: {_plugin_text(report.error)}"
+    detail = _plugin_text("; ".join(a.message for a in report.alerts) or "all checks passed")
     facts = report.facts
     assert facts is not None
     perf = [
@@ -170,8 +170,14 @@ def nagios_line(report: HealthReport) -> str:
     if facts.avg_duration is not None:
         perf.append(f"avg_duration={facts.avg_duration:.1f}s")
     for name, state in sorted(facts.breakers.items()):
-        perf.append(f"breaker_{name}_open={0 if state == 'closed' else 1};;1")
+        # Critical range "0": anything above 0 (open or half-open) is critical.
+        perf.append(f"breaker_{name}_open={0 if state == 'closed' else 1};;0;0;1")
     return f"{head}: {detail} | {' '.join(perf)}"
+
+
+def _plugin_text(text: str) -> str:
+    """Keep the text part on one line and free of '|', which starts the perfdata."""
+    return " ".join(text.replace("|", "/").split())
 
 
 def gather(state: SyncStateStore, breaker_states: dict[str, str], *, now: datetime) -> HealthFacts:
