@@ -18,6 +18,7 @@ log = logging.getLogger("listing_sync")
 
 PING_TIMEOUT = 3.0  # seconds: a monitoring hiccup must not hold up the cron job
 PREFIX = "listing_sync"
+BREAKER_STATES = ("closed", "open", "half_open")
 _LAST_SUCCESS = re.compile(
     rf"^{PREFIX}_last_success_timestamp_seconds(?:\{{[^}}]*\}})?\s+([0-9.eE+-]+)\s*$", re.M
 )
@@ -95,8 +96,19 @@ def render_metrics(run: RunMetrics, breakers: dict[str, str], last_success: floa
         "circuit_breaker_open",
         "1 when the dependency's circuit breaker is not closed.",
         [
-            (f'{{dependency="{name}",state="{state}"}}', int(state != "closed"))
+            (f'{{dependency="{name}"}}', int(state != "closed"))
             for name, state in sorted(breakers.items())
+        ],
+    )
+    # One series per possible state (the enum pattern), so no series appears or
+    # vanishes when a breaker changes state.
+    gauge(
+        "circuit_breaker_state",
+        "1 for the state each dependency's circuit breaker is in.",
+        [
+            (f'{{dependency="{name}",state="{option}"}}', int(state == option))
+            for name, state in sorted(breakers.items())
+            for option in BREAKER_STATES
         ],
     )
     return "\n".join(lines) + "\n"
@@ -121,11 +133,18 @@ def ping(url: str | None, event: str, *, body: str = "", timeout: float = PING_T
     target = {"start": f"{base}/start", "success": base}.get(event, f"{base}/{event}")
     started = time.monotonic()
     try:
-        httpx.post(target, content=body.encode()[:10_000], timeout=timeout)
-    except httpx.HTTPError as exc:
+        response = httpx.post(target, content=body.encode()[:10_000], timeout=timeout)
+    except Exception as exc:  # whatever goes wrong, the sync's own result stands
         log.warning(
             "ping %s failed after %.1fs (%s); the sync result is unaffected",
             event,
             time.monotonic() - started,
             type(exc).__name__,
+        )
+        return
+    if response.status_code >= 400:
+        log.warning(
+            "ping %s was answered %d; check SYNC_PING_URL (the sync result is unaffected)",
+            event,
+            response.status_code,
         )
