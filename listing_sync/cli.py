@@ -213,9 +213,12 @@ def run_sync_command(
         stop = runtime.StopFlag()
         guards = runtime.guards(settings, stop=stop)
         client = runtime.postgrest_client(settings, guards["postgrest"])
-        # The run's own record must be writable after SIGTERM: no stop check there.
-        state_guard = runtime.guards(settings)["postgrest"]
-        state = SyncStateStore(runtime.postgrest_client(settings, state_guard))
+        # A SIGTERM stops sync_state writes too, except the run's outcome: that one
+        # skips the stop check (same breaker, rate limit and budget).
+        outcome_guard = runtime.unstoppable(guards["postgrest"])
+        state = SyncStateStore(
+            client, outcome_client=runtime.postgrest_client(settings, outcome_guard)
+        )
         deps = SyncDeps(
             client=client,
             state=state,

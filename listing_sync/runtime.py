@@ -77,9 +77,10 @@ def guards(settings: Settings, *, stop: StopFlag | None = None) -> dict[str, Gua
     """
     deadline = time.time() + settings.run_timeout
     policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
+    nap = stop.sleep if stop else time.sleep  # a SIGTERM also ends a wait for a token
     limiters: dict[str, TokenBucket] = {
-        "sheets": sheets_bucket(),
-        "postgrest": postgrest_bucket(settings.rate_limit),
+        "sheets": sheets_bucket(sleep=nap),
+        "postgrest": postgrest_bucket(settings.rate_limit, sleep=nap),
     }
     return {
         name: Guard(
@@ -94,6 +95,21 @@ def guards(settings: Settings, *, stop: StopFlag | None = None) -> dict[str, Gua
         )
         for name, breaker in breakers(settings).items()
     }
+
+
+def unstoppable(guard: Guard) -> Guard:
+    """Return ``guard`` without the stop check (same breaker, rate limit and budget).
+
+    For the one write that must happen after SIGTERM: the run's own outcome.
+    """
+    return Guard(
+        guard.dependency,
+        breaker=guard.breaker,
+        limiter=guard.limiter,
+        policy=guard.policy,
+        deadline=guard.deadline,
+        on_retry=_on_retry(guard.dependency),
+    )
 
 
 def postgrest_client(settings: Settings, guard: Guard):

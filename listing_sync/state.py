@@ -55,10 +55,17 @@ def duration_of(run: dict[str, Any]) -> float | None:
 
 
 class SyncStateStore:
-    """Create, update and read ``sync_state`` rows."""
+    """Create, update and read ``sync_state`` rows.
 
-    def __init__(self, client: PostgrestClient) -> None:
+    ``outcome_client`` writes a run's final row: give it one that ignores SIGTERM,
+    so an interrupted run is still recorded while everything else stops.
+    """
+
+    def __init__(
+        self, client: PostgrestClient, *, outcome_client: PostgrestClient | None = None
+    ) -> None:
         self.client = client
+        self.outcome_client = outcome_client or client
 
     def create(self, sync_type: str) -> str:
         """Insert a queued run and return its id."""
@@ -78,6 +85,11 @@ class SyncStateStore:
         """Update one run's row; ``updated_at`` is set for you."""
         values["updated_at"] = iso(utcnow())
         self.client.update(TABLE, {"id": f"eq.{sync_id}"}, values)
+
+    def record_outcome(self, sync_id: str, **values: Any) -> None:
+        """Write one run's final values through ``outcome_client``."""
+        values["updated_at"] = iso(utcnow())
+        self.outcome_client.update(TABLE, {"id": f"eq.{sync_id}"}, values)
 
     def abandon_running(self, reason: str) -> list[str]:
         """Mark runs left queued/in_progress by a dead process as abandoned.

@@ -553,7 +553,7 @@ def _finish(
     if report.sync_id is None:
         return
     try:
-        deps.state.update(
+        deps.state.record_outcome(
             report.sync_id,
             status=status,
             completed_at=iso(report.completed_at),

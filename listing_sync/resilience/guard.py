@@ -1,9 +1,9 @@
 """The one retrying wrapper every remote call goes through.
 
 One attempt = stop check, breaker admission, rate limit (then the stop check
-again), the call, breaker bookkeeping. ``retry_with_backoff`` repeats attempts; a refusal by the breaker
-ends the retries at once, because no call was made and waiting here would only
-spend the run's budget.
+again), the call, breaker bookkeeping. ``retry_with_backoff`` repeats attempts;
+a refusal by the breaker ends the retries at once, because no call was made and
+waiting here would only spend the run's budget.
 """
 
 from __future__ import annotations
