@@ -112,11 +112,15 @@ def _exit(code: int) -> NoReturn:
 
 def fail(message: str, code: int, *, as_json: bool) -> NoReturn:
     """Print a one-line error (and a JSON error object with --json) and exit."""
+    from .output import error_line, redact
+
+    # One line whatever the exception said, and never a secret it may have quoted.
+    message = redact(" ".join(message.split()))
     if as_json:
         from .output import print_json
 
         print_json({"status": "error", "error": message, "exit_code": code})
-    print(f"listing-sync: error: {message}", file=sys.stderr)
+    error_line(message)
     _exit(code)
 
 
@@ -157,6 +161,21 @@ def load(common: Common, mode: OutputMode) -> Settings:
     )
     setup_logging(
         mode, log_format=common.log_format, secrets=[settings.service_role_key.get_secret_value()]
+    )
+    import logging
+
+    logging.getLogger("listing_sync").debug(
+        "settings: PostgREST %s, spreadsheet %s (tab %s), state dir %s, batch %d, "
+        "rate %g/s, %d attempts, breaker %d/%gs",
+        settings.postgrest_url,
+        settings.spreadsheet_id or "-",
+        settings.sheet_name or "first",
+        settings.state_dir,
+        settings.batch_size,
+        settings.rate_limit,
+        settings.retry_attempts,
+        settings.breaker_threshold,
+        settings.breaker_timeout,
     )
     return settings
 
@@ -244,10 +263,16 @@ def run_sync_command(
                 else:
                     report = run_sync(deps, request, NoProgress())
             exit_code = report.exit_code
-        except ListingSyncError as exc:
-            exit_code = exc.exit_code
+        except (Exception, KeyboardInterrupt) as exc:
+            # Also for a crash: the monitor must hear how the started run ended.
+            if isinstance(exc, ListingSyncError):
+                exit_code = exc.exit_code
+            else:
+                exit_code = 75 if isinstance(exc, KeyboardInterrupt) else EXIT_SOFTWARE
             if pinged:
-                notify.ping(settings.ping_url, str(exit_code), body=str(exc))
+                from .output import redact
+
+                notify.ping(settings.ping_url, str(exit_code), body=redact(str(exc)))
                 pinged = False
             if metrics_path and not request.dry_run:
                 _write_metrics(settings, metrics_path, request, None, exit_code)
@@ -265,9 +290,9 @@ def run_sync_command(
 
 def _ping_outcome(url: str | None, report: SyncReport) -> None:
     from . import notify
-    from .output import sync_problem_lines
+    from .output import redact, sync_problem_lines
 
-    body = "\n".join(sync_problem_lines(report))
+    body = redact("\n".join(sync_problem_lines(report)))
     notify.ping(url, "success" if report.exit_code == EXIT_OK else str(report.exit_code), body=body)
 
 
@@ -302,15 +327,21 @@ def _breaker_states(breakers: dict[str, Any]) -> dict[str, str]:
 
 
 def _show_sync(report: SyncReport, mode: OutputMode) -> None:
-    from .output import print_json, render_sync, stdout_console, sync_problem_lines, sync_to_dict
+    from .output import (
+        print_json,
+        problem_lines,
+        render_sync,
+        stdout_console,
+        sync_problem_lines,
+        sync_to_dict,
+    )
 
     if mode.json:
         print_json(sync_to_dict(report))
     elif mode.interactive or (report.dry_run and not mode.quiet):
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
-        for line in sync_problem_lines(report):
-            print(line, file=sys.stderr)
+        problem_lines(sync_problem_lines(report))
 
 
 WaitOpt = Annotated[
@@ -451,7 +482,7 @@ def status(
 
         settings = load(common, mode)
         state = SyncStateStore(
-            runtime.postgrest_client(settings, runtime.guards(settings)["postgrest"])
+            runtime.postgrest_client(settings, runtime.guards(settings, probe=True)["postgrest"])
         )
         if sync_id:
             run = state.get(sync_id)
@@ -506,10 +537,18 @@ def health(
         from .output import print_json, render_health, stdout_console
         from .state import SyncStateStore
 
-        settings = load(common, mode)
+        try:
+            settings = load(common, mode)
+        except ConfigError as exc:
+            if not nagios:
+                raise
+            # The monitoring system shows stdout: give it the plugin line, not nothing.
+            report = health_mod.HealthReport(code=unknown, facts=None, error=str(exc))
+            print(health_mod.nagios_line(report))
+            _exit(unknown)
         breaker_states = _breaker_states(runtime.breakers(settings))
         state = SyncStateStore(
-            runtime.postgrest_client(settings, runtime.guards(settings)["postgrest"])
+            runtime.postgrest_client(settings, runtime.guards(settings, probe=True)["postgrest"])
         )
         now = datetime.now(UTC)
         try:

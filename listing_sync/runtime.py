@@ -14,6 +14,7 @@ from .resilience import (
     CircuitBreaker,
     FileStore,
     Guard,
+    MemoryStore,
     RetryPolicy,
     RunLock,
     TokenBucket,
@@ -30,9 +31,11 @@ def breaker_store(settings: Settings) -> FileStore:
     return FileStore(settings.state_dir, warn=log.warning)
 
 
-def breakers(settings: Settings) -> dict[str, CircuitBreaker]:
-    """Return one breaker per dependency, backed by the state directory."""
-    store = breaker_store(settings)
+def breakers(
+    settings: Settings, store: FileStore | MemoryStore | None = None
+) -> dict[str, CircuitBreaker]:
+    """Return one breaker per dependency, backed by the state directory (or ``store``)."""
+    store = store or breaker_store(settings)
     return {
         name: CircuitBreaker(
             name, store, threshold=settings.breaker_threshold, timeout=settings.breaker_timeout
@@ -69,11 +72,14 @@ def _on_retry(dependency: str) -> Callable[..., None]:
     return report
 
 
-def guards(settings: Settings, *, stop: StopFlag | None = None) -> dict[str, Guard]:
+def guards(
+    settings: Settings, *, stop: StopFlag | None = None, probe: bool = False
+) -> dict[str, Guard]:
     """Return the one retrying wrapper per dependency, sharing the run's deadline.
 
     With ``stop``, a SIGTERM ends a backoff wait at once and the next attempt
-    raises SyncInterrupted.
+    raises SyncInterrupted. With ``probe`` (health, status) the breakers live in
+    memory: an open breaker must not hide the facts, and a probe must not trip it.
     """
     deadline = time.time() + settings.run_timeout
     policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
@@ -93,7 +99,7 @@ def guards(settings: Settings, *, stop: StopFlag | None = None) -> dict[str, Gua
             sleep=stop.sleep if stop else time.sleep,
             on_retry=_on_retry(name),
         )
-        for name, breaker in breakers(settings).items()
+        for name, breaker in breakers(settings, MemoryStore() if probe else None).items()
     }
 
 
