@@ -215,7 +215,8 @@ def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any
         credentials = service_account.Credentials.from_service_account_file(
             str(credentials_file), scopes=SCOPES
         )
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        # AttributeError/TypeError: valid JSON of the wrong shape (a list, a number).
         raise ConfigError(
             f"GOOGLE_APPLICATION_CREDENTIALS: {credentials_file} is not a usable service-account "
             f"key file ({type(exc).__name__})"
