@@ -19,6 +19,7 @@ from . import mapping
 from .errors import (
     EXIT_OK,
     EXIT_PARTIAL,
+    ConfigError,
     DataError,
     ListingSyncError,
     PermanentError,
@@ -42,6 +43,16 @@ class SheetSource(Protocol):
     def read(self) -> tuple[str, list[Any], Iterator[tuple[int, list[Any]]]]:
         """Return (tab title, header cells, iterator of (row number, cells))."""
         ...
+
+
+@dataclass(frozen=True)
+class OpenedSheet:
+    """A sheet whose tabs and header were already read; ``read`` hands them on."""
+
+    sheet: tuple[str, list[Any], Iterator[tuple[int, list[Any]]]]
+
+    def read(self) -> tuple[str, list[Any], Iterator[tuple[int, list[Any]]]]:
+        return self.sheet
 
 
 class Progress(Protocol):
@@ -480,7 +491,21 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         report.exit_code = EXIT_PARTIAL if (report.problems or report.not_found) else EXIT_OK
         return report
 
-    abandoned = deps.state.abandon_running("the process running it stopped before it finished")
+    # Open the sheet (tabs, header) before writing anything: a wrong SYNC_SHEET_NAME or
+    # SYNC_SPREADSHEET_ID is a bad setting, which writes nothing, not even a failed run.
+    # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
+    opened: OpenedSheet | None = None
+    early: Exception | None = None
+    try:
+        opened = OpenedSheet(deps.source.read())
+    except ConfigError:
+        raise
+    except Exception as exc:
+        early = exc
+    abandoned = deps.state.abandon_running(
+        "the run ended without recording an outcome: its process was killed, or sync_state "
+        "could not be written at the end"
+    )
     if abandoned:
         log.warning(
             "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
@@ -490,9 +515,12 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     written = WriteResult()
     try:
         deps.state.update(report.sync_id, status="in_progress")
+        if early is not None:
+            raise early
+        assert opened is not None
         plan = make_plan(
             request,
-            deps.source,
+            opened,
             deps.client,
             aliases=deps.aliases,
             max_remove_fraction=deps.max_remove_fraction,

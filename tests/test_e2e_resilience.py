@@ -514,7 +514,7 @@ def test_sigkill_mid_batches_then_rerun_marks_abandoned_and_converges(
         abandoned[3],
         abandoned[4],
     )
-    assert "stopped before it finished" in (abandoned[2] or "")
+    assert "the run ended without recording an outcome" in (abandoned[2] or "")
     assert ("completed", "0", None, str(300 - written), "finished") == completed
 
 
