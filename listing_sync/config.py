@@ -53,6 +53,9 @@ class Settings:
     run_timeout: float  # seconds: the whole run's budget, retries included
     metrics_file: Path | None
     ping_url: str | None
+    # The Supabase gateway checks the `apikey` header against the project's own keys:
+    # with a key for another role (listing_sync) it must be the anon key.
+    api_key: SecretStr | None = None
 
     def require_sheets(self) -> None:
         """Fail unless the settings needed to read the sheet are present."""
@@ -242,6 +245,11 @@ def _service_role_key(src: _Source) -> SecretStr:
     return _checked_key(key, f"{variable}: {path}")
 
 
+def _api_key(src: _Source) -> SecretStr | None:
+    name, raw = src.get("SUPABASE_ANON_KEY")
+    return None if raw is None else _checked_key(raw, name)
+
+
 def _default_state_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "state")
     return Path(base).expanduser() / "listing-sync"
@@ -328,4 +336,5 @@ def load_settings(
         run_timeout=src.duration("SYNC_RUN_TIMEOUT", default=3600.0, unit=1.0),
         metrics_file=Path(metrics).expanduser() if metrics else None,
         ping_url=ping_url,
+        api_key=_api_key(src),
     )

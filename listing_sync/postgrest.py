@@ -91,13 +91,15 @@ class PostgrestClient:
         guard: Guard,
         http: httpx.Client | None = None,
         timeout: float = 30.0,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.guard = guard
         self.http = http or httpx.Client(timeout=timeout)
         self._headers = {
             "Authorization": f"Bearer {key}",
-            "apikey": key,
+            # Supabase's gateway wants a project key here (anon for a custom role's JWT).
+            "apikey": api_key or key,
             "Accept": "application/json",
         }
 

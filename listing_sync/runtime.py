@@ -130,6 +130,7 @@ def postgrest_client(settings: Settings, guard: Guard):
         settings.service_role_key.get_secret_value(),
         guard=guard,
         http=http,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from listing_sync.config import check_private_file, load_settings
@@ -124,3 +125,35 @@ def test_google_key_in_the_credentials_directory_may_show_group_bits(
     check_private_file(inside, "GOOGLE_APPLICATION_CREDENTIALS")
     with pytest.raises(ConfigError):
         check_private_file(outside, "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+@pytest.mark.parametrize(
+    ("anon", "expected_apikey"), [(None, KEY), ("eyJhbm9uIjp0cnVlfQ.e30.YW5vbi1zaWc", None)]
+)
+def test_apikey_header_is_the_anon_key_when_given(
+    anon: str | None, expected_apikey: str | None
+) -> None:
+    """SUPABASE_ANON_KEY goes in `apikey` (Supabase's gateway); the role key stays the Bearer."""
+    from listing_sync import runtime
+    from listing_sync.postgrest import PostgrestClient
+
+    values = {"SUPABASE_ANON_KEY": anon} if anon else {}
+    settings = load_settings(env(**values))
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, json=[])
+
+    client = PostgrestClient(
+        settings.postgrest_url,
+        settings.service_role_key.get_secret_value(),
+        guard=runtime.guards(settings, probe=True)["postgrest"],
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+    )
+    assert [] == client.select("sync_state", select="id", limit=1)
+    assert (f"Bearer {KEY}", expected_apikey or anon) == (
+        seen[0]["authorization"],
+        seen[0]["apikey"],
+    )
