@@ -1,0 +1,1 @@
+"""The listing-sync benchmark: `make bench` (see /work/notes/README-performance.md)."""
