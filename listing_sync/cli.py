@@ -251,12 +251,15 @@ def run_sync_command(
 
         lock = None if request.dry_run else runtime.run_lock(settings)
         if lock is not None:
-            lock.acquire(wait=wait)
-        try:
-            if not request.dry_run:
-                notify.ping(settings.ping_url, "start")
-                pinged = True
+            # A SIGTERM while waiting (--wait) ends the wait: exit 75, nothing started.
             with _Signals(stop.set):
+                lock.acquire(wait=wait, sleep=stop.sleep_or_raise)
+            runtime.start_budget(settings, *guards.values(), outcome_guard)
+        try:
+            with _Signals(stop.set):
+                if not request.dry_run:
+                    notify.ping(settings.ping_url, "start")
+                    pinged = True
                 if mode.interactive:
                     with RichProgress(stderr_console()) as progress:
                         report = run_sync(deps, request, progress)

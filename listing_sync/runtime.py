@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Settings
+from .errors import SyncInterrupted
 from .resilience import (
     CircuitBreaker,
     FileStore,
@@ -64,6 +65,12 @@ class StopFlag:
         """Sleep, but wake up as soon as a stop is asked for."""
         self.event.wait(seconds)
 
+    def sleep_or_raise(self, seconds: float) -> None:
+        """Sleep like ``sleep``; raise SyncInterrupted if a stop was asked for."""
+        self.event.wait(seconds)
+        if self.event.is_set():
+            raise SyncInterrupted("interrupted")
+
 
 def _on_retry(dependency: str) -> Callable[..., None]:
     def report(exc: Exception, attempt: int, wait: float) -> None:
@@ -101,6 +108,13 @@ def guards(
         )
         for name, breaker in breakers(settings, MemoryStore() if probe else None).items()
     }
+
+
+def start_budget(settings: Settings, *guards: Guard) -> None:
+    """Start the run's budget (SYNC_RUN_TIMEOUT) now: waiting for the lock does not spend it."""
+    deadline = time.time() + settings.run_timeout
+    for guard in guards:
+        guard.deadline = deadline
 
 
 def unstoppable(guard: Guard) -> Guard:

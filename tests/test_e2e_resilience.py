@@ -483,6 +483,53 @@ def test_lock_held_second_sync_exits_75_and_status_health_still_work(
     assert as_table(rows) == table(clean_stack)
 
 
+def test_sigterm_while_waiting_for_the_lock_exits_75_with_nothing_started(
+    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
+) -> None:
+    """SIGTERM during --wait ends the wait at once: 75, no call, no sync_state row."""
+    put_sheet(clean_stack, listings(5))
+    lock = RunLock(Path(clean_stack.state_dir) / "sync.lock")
+    lock.acquire()
+    try:
+        proc = spawn("sync", "all", "--wait", "30")
+        time.sleep(1.0)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        lock.release()
+
+    assert 75 == proc.returncode, stdout + stderr
+    assert time.monotonic() - began < 2, stderr
+    assert "listing-sync: error: interrupted" in stderr
+    assert 0 == proxy.count()
+    assert 0 == clean_stack.sheets.count()
+    assert [] == runs(clean_stack)
+
+
+def test_run_budget_starts_when_the_lock_is_taken(
+    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
+) -> None:
+    """Time spent in --wait does not count against SYNC_RUN_TIMEOUT."""
+    rows = listings(5)
+    put_sheet(clean_stack, rows)
+    proxy.fail(1, status=503, retry_after="1", method="POST", path=LISTINGS)
+    lock = RunLock(Path(clean_stack.state_dir) / "sync.lock")
+    lock.acquire()
+    try:
+        # Budget 2 s; it waits 1.5 s for the lock, then needs a 1 s Retry-After wait.
+        proc = spawn("sync", "all", "--wait", "30", env={"SYNC_RUN_TIMEOUT": "2"})
+        time.sleep(1.5)
+    finally:
+        lock.release()
+    stdout, stderr = proc.communicate(timeout=30)
+
+    assert 0 == proc.returncode, stdout + stderr
+    assert 2 == proxy.count("POST", LISTINGS)
+    assert as_table(rows) == table(clean_stack)
+    assert [("completed", "0", None, "5", "finished")] == runs(clean_stack)
+
+
 # --- crashes and signals ------------------------------------------------------------
 
 
