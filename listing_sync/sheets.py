@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, Failure, RemoteError, remote_error
+from .errors import ConfigError, Failure, PermanentError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
 
 DEPENDENCY = "sheets"
@@ -144,7 +144,23 @@ class SheetsReader:
             spreadsheetId=self.spreadsheet_id,
             fields="sheets.properties(title,index,gridProperties(rowCount,columnCount))",
         )
-        meta = self._execute(request, "reading the spreadsheet's tabs")
+        try:
+            meta = self._execute(request, "reading the spreadsheet's tabs")
+        except PermanentError as exc:
+            # The first call names the spreadsheet: a 404 or 403 here is a wrong setting
+            # (exit 78, nothing written), not an outage.
+            if exc.status == 404:
+                raise ConfigError(
+                    f"SYNC_SPREADSHEET_ID: no spreadsheet {self.spreadsheet_id!r} ({exc.message}); "
+                    "use the id from the sheet's URL"
+                ) from exc
+            if exc.status == 403:
+                raise ConfigError(
+                    f"SYNC_SPREADSHEET_ID: spreadsheet {self.spreadsheet_id!r} is not readable by "
+                    "the service account in GOOGLE_APPLICATION_CREDENTIALS; share the sheet with "
+                    f"its client_email ({exc.message})"
+                ) from exc
+            raise
         tabs = []
         for sheet in sorted(meta.get("sheets", []), key=lambda s: s["properties"].get("index", 0)):
             props = sheet["properties"]

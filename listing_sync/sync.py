@@ -491,8 +491,18 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         report.exit_code = EXIT_PARTIAL if (report.problems or report.not_found) else EXIT_OK
         return report
 
-    # Open the sheet (tabs, header) before writing anything: a wrong SYNC_SHEET_NAME or
-    # SYNC_SPREADSHEET_ID is a bad setting, which writes nothing, not even a failed run.
+    # First a PostgREST call, so an open postgrest breaker stops the run before it spends
+    # any Sheets quota.
+    abandoned = deps.state.abandon_running(
+        "the run ended without recording an outcome: its process was killed, or sync_state "
+        "could not be written at the end"
+    )
+    if abandoned:
+        log.warning(
+            "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
+        )
+    # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
+    # SYNC_SPREADSHEET_ID is a bad setting, which records nothing, not even a failed run.
     # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
     opened: OpenedSheet | None = None
     early: Exception | None = None
@@ -502,14 +512,6 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         raise
     except Exception as exc:
         early = exc
-    abandoned = deps.state.abandon_running(
-        "the run ended without recording an outcome: its process was killed, or sync_state "
-        "could not be written at the end"
-    )
-    if abandoned:
-        log.warning(
-            "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
-        )
     report.sync_id = deps.state.create(request.sync_type)
     report.started_at = utcnow()
     written = WriteResult()
