@@ -368,6 +368,8 @@ def test_a_row_the_database_rejects_is_retried_alone_and_recorded(
         ("GOOGLE_APPLICATION_CREDENTIALS", None, "GOOGLE_APPLICATION_CREDENTIALS is not set"),
         ("POSTGREST_URL", None, "POSTGREST_URL"),
         ("SYNC_BATCH_SIZE", "lots", "SYNC_BATCH_SIZE must be an integer, got 'lots'"),
+        ("SYNC_SHEET_NAME", "Nope", "SYNC_SHEET_NAME: no tab named 'Nope'; tabs: Listings"),
+        ("SYNC_SPREADSHEET_ID", "no-such-sheet", "SYNC_SPREADSHEET_ID: no spreadsheet"),
     ],
 )
 def test_a_missing_or_malformed_setting_exits_78_and_writes_nothing(
