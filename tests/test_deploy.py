@@ -1,0 +1,109 @@
+"""The deployment examples (deploy/, crontab.example) say what the product expects."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from listing_sync.config import CREDENTIAL_NAME, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """Parse a systemd unit file into {"Section.Key": [values]}."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for line in (DEPLOY / name).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(f"{section}.{key}", []).append(value)
+    return out
+
+
+def test_env_example_is_plain_key_value_lines_the_product_accepts() -> None:
+    """No quotes, spaces or inline comments (systemd and bash read it alike); values valid."""
+    values: dict[str, str] = {}
+    for line in (DEPLOY / "listing-sync.env.example").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        assert re.fullmatch(r"[A-Z_]+=[^\s\"'#]+", line), line
+        key, _, value = line.partition("=")
+        values[key] = value
+    settings = load_settings({**values, "SUPABASE_SERVICE_ROLE_KEY": "k" * 40})
+    assert "https://your-project.supabase.co/rest/v1" == settings.postgrest_url
+    assert 26 * 3600 == settings.health_max_age
+
+
+def test_env_example_leaves_key_paths_to_systemd() -> None:
+    """Key paths set in the EnvironmentFile would override the unit's credentials."""
+    text = (DEPLOY / "listing-sync.env.example").read_text()
+    for name in ("SUPABASE_SERVICE_ROLE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        assert re.search(rf"^{name}=", text, re.M) is None, name
+        assert re.search(rf"^# {name}=", text, re.M), name
+
+
+def test_service_passes_both_keys_as_credentials() -> None:
+    """LoadCredential= names match what the product reads; a oneshot with no [Install]."""
+    service = unit("listing-sync.service")
+    creds = [v.split(":", 1)[0] for v in service["Service.LoadCredential"]]
+    assert [CREDENTIAL_NAME, "google-key.json"] == creds
+    assert ["GOOGLE_APPLICATION_CREDENTIALS=%d/google-key.json"] == [
+        v for v in service["Service.Environment"] if v.startswith("GOOGLE_")
+    ]
+    assert ["oneshot"] == service["Service.Type"]
+    assert not any(key.startswith("Install.") for key in service)
+    assert all(p.startswith("-") for p in service["Service.ReadWritePaths"])
+
+
+def test_timer_catches_up_and_spreads_load() -> None:
+    """Persistent=true and RandomizedDelaySec, enabled through timers.target."""
+    timer = unit("listing-sync.timer")
+    assert ["true"] == timer["Timer.Persistent"]
+    assert ["10min"] == timer["Timer.RandomizedDelaySec"]
+    assert ["timers.target"] == timer["Install.WantedBy"]
+
+
+def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
+    """systemd-analyze verify finds nothing wrong (ExecStart pointed at an existing binary)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    for name in ("listing-sync.service", "listing-sync.timer"):
+        text = (DEPLOY / name).read_text()
+        text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", text, flags=re.M)
+        (tmp_path / name).write_text(text)
+    r = subprocess.run(
+        [analyze, "verify", "--man=no", "listing-sync.timer", "listing-sync.service"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (0, "") == (r.returncode, r.stderr)
+
+
+def test_crontab_jobs_are_locked_and_quiet() -> None:
+    """Each job has five time fields; the sync runs under `flock -n` with its lock not in /tmp."""
+    jobs = [
+        line
+        for line in (REPO / "crontab.example").read_text().splitlines()
+        if line and not line.startswith("#") and "=" not in line.split()[0]
+    ]
+    assert 2 == len(jobs)
+    for job in jobs:
+        assert re.match(r"^(\S+\s+){5}\S", job), job
+    sync_job, health_job = jobs
+    assert "flock -n " in sync_job and "/tmp/" not in sync_job
+    assert sync_job.endswith("exec listing-sync sync all'")
+    assert "listing-sync health --format nagios" in health_job
