@@ -357,6 +357,41 @@ def test_a_row_the_database_rejects_is_retried_alone_and_recorded(
     assert [problem] == only_run(clean_stack)["error_details"]
 
 
+def test_many_rejected_rows_do_not_trip_the_breaker(clean_stack: LocalStack, run_cli) -> None:
+    """Rows the database refuses (permanent 400s) never open the breaker: the run ends
+    partial with each of them recorded, not unavailable."""
+    clean_stack.psql(
+        "alter table property_listings add constraint e2e_notes_len"
+        " check (char_length(notes) <= 10)"
+    )
+    try:
+        long = "駅まで平坦な道で雨の日も安心です"
+        set_sheet(clean_stack, [row(f"L-{i}", notes=long if i % 4 else "短い") for i in range(8)])
+        r, data = sync(run_cli, "sync", "all", env={"SYNC_CIRCUIT_BREAKER_THRESHOLD": "3"})
+    finally:
+        clean_stack.psql("alter table property_listings drop constraint e2e_notes_len")
+    assert 1 == r.returncode, output(r)
+    assert {
+        "status": "partial",
+        "exit_code": 1,
+        "total": 8,
+        "success": 2,
+        "failed": 6,
+        "skipped": 0,
+        "removed": 0,
+    } == summary(data)
+    assert [f"L-{i}" for i in (1, 2, 3, 5, 6, 7)] == [
+        p["property_number"] for p in data["problems"]
+    ]
+    assert all('"e2e_notes_len"' in p["message"] for p in data["problems"]), data["problems"]
+    assert ["L-0", "L-4"] == list(listings(clean_stack))
+    r, breakers = sync(run_cli, "breaker")
+    assert 0 == r.returncode, output(r)
+    assert {"sheets": "closed", "postgrest": "closed"} == {
+        b["name"]: b["state"] for b in breakers["breakers"]
+    }
+
+
 # --- unusable input ------------------------------------------------------------------------
 
 
