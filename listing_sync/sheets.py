@@ -225,7 +225,7 @@ def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any
     import google_auth_httplib2
     import httplib2
     from google.oauth2 import service_account
-    from googleapiclient.discovery import build
+    from googleapiclient.discovery import build_from_document
 
     try:
         credentials = service_account.Credentials.from_service_account_file(
@@ -238,11 +238,28 @@ def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any
             f"key file ({type(exc).__name__})"
         ) from None
     http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
-    return build(
-        "sheets",
-        "v4",
-        http=http,
-        client_options={"api_endpoint": endpoint},
-        static_discovery=True,
-        cache_discovery=False,
+    return build_from_document(
+        _discovery_document(), http=http, client_options={"api_endpoint": endpoint}
     )
+
+
+def _discovery_document() -> dict[str, Any]:
+    """Return Sheets v4's bundled discovery document, cut to the two methods we call.
+
+    Every ``service.spreadsheets()`` renders each method's docstring from the
+    schemas (megabytes for batchUpdate): 0.35 s and 70 MB the first time, 30 ms
+    each time after. With stub schemas it takes microseconds; requests, parameter
+    checks and JSON responses are unchanged.
+    """
+    from googleapiclient import discovery_cache
+
+    doc = json.loads(discovery_cache.get_static_doc("sheets", "v4"))
+    spreadsheets = doc["resources"]["spreadsheets"]
+    values = spreadsheets["resources"]["values"]
+    spreadsheets["methods"] = {"get": spreadsheets["methods"]["get"]}
+    spreadsheets["resources"] = {"values": {"methods": {"get": values["methods"]["get"]}}}
+    # Keep each "response" $ref: without one the client returns raw bytes, not JSON.
+    doc["schemas"] = {
+        name: {"id": name, "type": "object"} for name in ("Spreadsheet", "ValueRange")
+    }
+    return doc
