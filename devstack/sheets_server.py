@@ -823,12 +823,17 @@ class SheetsServer:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length > 0 else b""
         status = 500
+        recorded = False
         try:
             fault, pause = self._take_fault(path)
             if pause:
                 time.sleep(pause)
             if fault is not None and fault.status == 0:
                 status = 0
+                # Record before dropping: the client may look the moment it sees the drop.
+                with self._lock:
+                    self._requests.append(RecordedRequest(handler.command, path, query, arrived, 0))
+                recorded = True
                 handler.close_connection = True
                 with contextlib.suppress(OSError):
                     handler.connection.shutdown(socket.SHUT_RDWR)
@@ -848,10 +853,11 @@ class SheetsServer:
             self.errors.append(f"{type(exc).__name__}: {exc}")
             status, payload, headers = 500, google_error(500, "INTERNAL", str(exc)), []
         finally:
-            with self._lock:
-                self._requests.append(
-                    RecordedRequest(handler.command, path, query, arrived, status)
-                )
+            if not recorded:
+                with self._lock:
+                    self._requests.append(
+                        RecordedRequest(handler.command, path, query, arrived, status)
+                    )
         self._send(handler, status, payload, headers)
 
     @staticmethod
