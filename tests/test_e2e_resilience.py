@@ -108,6 +108,19 @@ def wait_for_half_open(stack: LocalStack, name: str) -> None:
     wait_until(lambda: time.time() > retry_at + 0.05, timeout=5)
 
 
+def wait_for_lock_wait(proc: subprocess.Popen[str], lock_file: Path) -> None:
+    """Wait until ``proc`` has opened the lock file, i.e. is waiting for the lock."""
+
+    def has_it_open() -> bool:
+        fds = Path(f"/proc/{proc.pid}/fd")
+        try:
+            return any(os.readlink(fd) == str(lock_file) for fd in fds.iterdir())
+        except OSError:  # an fd closed while we looked
+            return False
+
+    wait_until(has_it_open)
+
+
 def out(r: subprocess.CompletedProcess[str]) -> str:
     return f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
 
@@ -473,12 +486,16 @@ def test_lock_held_second_sync_exits_75_and_status_health_still_work(
         assert "no completed full sync ever" in health.stdout
 
         waiting = spawn("sync", "all", "--wait", "20")
-        time.sleep(0.8)
+        wait_for_lock_wait(waiting, lock.path)
+        time.sleep(0.3)
         assert waiting.poll() is None
+        released = time.time()
     finally:
         lock.release()
     stdout, stderr = waiting.communicate(timeout=30)
     assert 0 == waiting.returncode, stdout + stderr
+    started = clean_stack.sql("select extract(epoch from started_at) from sync_state")
+    assert float(started[0][0] or 0) >= released
     assert [("completed", "0", None, "5", "finished")] == runs(clean_stack)
     assert as_table(rows) == table(clean_stack)
 
@@ -492,7 +509,8 @@ def test_sigterm_while_waiting_for_the_lock_exits_75_with_nothing_started(
     lock.acquire()
     try:
         proc = spawn("sync", "all", "--wait", "30")
-        time.sleep(1.0)
+        wait_for_lock_wait(proc, lock.path)
+        time.sleep(0.3)
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=10)
@@ -519,6 +537,7 @@ def test_run_budget_starts_when_the_lock_is_taken(
     try:
         # Budget 2 s; it waits 1.5 s for the lock, then needs a 1 s Retry-After wait.
         proc = spawn("sync", "all", "--wait", "30", env={"SYNC_RUN_TIMEOUT": "2"})
+        wait_for_lock_wait(proc, lock.path)
         time.sleep(1.5)
     finally:
         lock.release()
@@ -614,7 +633,7 @@ def test_sigterm_mid_request_finishes_that_request_then_stops(
 ) -> None:
     """SIGTERM while batch 2 is in flight: batch 2 completes, batch 3 is never sent, 75."""
     put_sheet(clean_stack, listings(25))
-    proxy.slow(1, seconds=1.0, method="POST", path=LISTINGS, skip=1)
+    proxy.slow(1, seconds=1.5, method="POST", path=LISTINGS, skip=1)
     proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10"})
     wait_until(lambda: proxy.count("POST", LISTINGS) == 2)
 
