@@ -145,7 +145,7 @@ class SyncStateStore:
         finished = [r for r in runs if r["status"] not in RUNNING]
         failed = sum(1 for r in finished if r["status"] in ("failed", "abandoned"))
         durations = [d for d in (duration_of(r) for r in finished) if d is not None]
-        last_completed = self._last("completed", None)
+        last_completed = self._last_finished(None)
         return RunStats(
             runs=len(finished),
             failed=failed,
@@ -153,11 +153,17 @@ class SyncStateStore:
             avg_duration=sum(durations) / len(durations) if durations else None,
             last_run=finished[0] if finished else None,
             last_completed=last_completed,
-            last_completed_full=self._last("completed", "full"),
+            last_completed_full=self._last_finished("full"),
         )
 
-    def _last(self, status: str, sync_type: str | None) -> dict[str, Any] | None:
-        filters = [("status", f"eq.{status}")]
+    def _last_finished(self, sync_type: str | None) -> dict[str, Any] | None:
+        """Return the newest run that wrote everything it could.
+
+        A partial run counts: the sheet was read to the end and every good row
+        written; its bad rows are what the pending-failures alert is for. One
+        typo in the sheet must not make the data look stale.
+        """
+        filters = [("status", "in.(completed,partial)")]
         if sync_type:
             filters.append(("sync_type", f"eq.{sync_type}"))
         rows = self.client.select(

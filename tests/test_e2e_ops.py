@@ -368,6 +368,19 @@ def test_health_no_full_sync_within_max_age(clean_stack: LocalStack, run_cli: Ru
     assert 0 == r.returncode, r.stdout + r.stderr
 
 
+def test_health_partial_full_sync_counts_as_fresh(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """A partial full sync an hour ago keeps the data fresh; a failed one does not."""
+    seed_run(clean_stack, status="partial")
+    r = health(run_cli, "--json")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    clean_stack.truncate()
+    seed_run(clean_stack, status="failed", started_ago=27 * 3600)
+    seed_run(clean_stack, started_ago=28 * 3600, count=30)
+    r = health(run_cli, "--json")
+    assert 2 == r.returncode, r.stdout + r.stderr
+    assert [("last_full_sync_age", "CRITICAL")] == alert_names(r)
+
+
 def test_health_never_synced_is_critical(clean_stack: LocalStack, run_cli: RunCli) -> None:
     """An empty sync_state: no completed full sync ever, CRITICAL."""
     r = health(run_cli, "--format", "nagios")
