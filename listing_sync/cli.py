@@ -417,7 +417,17 @@ def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
         except OSError as exc:
             raise UsageError(f"--from-file: cannot read {from_file}: {exc.strerror}") from None
         collected += [line.strip() for line in text.splitlines() if line.strip()]
-    unique = list(dict.fromkeys(collected))
+    from .mapping import CellError, coerce_key
+
+    def normal(number: str) -> str | None:
+        # The same normalisation as the sheet's keys (NFKC, trimmed), so a
+        # full-width Ｊ－００１ finds the listing stored as J-001.
+        try:
+            return coerce_key(number)
+        except CellError:
+            return number
+
+    unique = list(dict.fromkeys(k for k in map(normal, collected) if k))
     if not unique:
         raise UsageError("give at least one property number (or --from-file FILE)")
     return unique

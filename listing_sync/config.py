@@ -57,6 +57,19 @@ class Settings:
     # with a key for another role (listing_sync) it must be the anon key.
     api_key: SecretStr | None = None
 
+    def ensure_state_dir(self) -> Path:
+        """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"SYNC_STATE_DIR: cannot use {self.state_dir} as the state directory: "
+                f"{exc.strerror or exc}"
+            ) from None
+        if not self.state_dir.is_dir():
+            raise ConfigError(f"SYNC_STATE_DIR: {self.state_dir} is not a directory")
+        return self.state_dir
+
     def require_sheets(self) -> None:
         """Fail unless the settings needed to read the sheet are present."""
         if self.google_credentials is None:

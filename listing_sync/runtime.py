@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .config import Settings
 from .errors import SyncInterrupted
@@ -29,7 +28,7 @@ DEPENDENCIES = ("sheets", "postgrest")
 
 def breaker_store(settings: Settings) -> FileStore:
     """Return the file store that keeps breaker state between cron runs."""
-    return FileStore(settings.state_dir, warn=log.warning)
+    return FileStore(settings.ensure_state_dir(), warn=log.warning)
 
 
 def breakers(
@@ -46,7 +45,7 @@ def breakers(
 
 
 def run_lock(settings: Settings) -> RunLock:
-    return RunLock(Path(settings.state_dir) / "sync.lock")
+    return RunLock(settings.ensure_state_dir() / "sync.lock")
 
 
 @dataclass

@@ -125,3 +125,15 @@ def test_secret_never_in_repr() -> None:
     """The key does not show in the settings' repr."""
     s = load_settings(dict(BASE))
     assert "sekrit-key-value" not in repr(s)
+
+
+def test_state_dir_that_cannot_be_a_directory_is_a_setting_error(tmp_path: Path) -> None:
+    """SYNC_STATE_DIR pointing at a file is exit 78 naming the variable, not a crash."""
+    blocker = tmp_path / "state"
+    blocker.write_text("")
+    s = load_settings(BASE | {"SYNC_STATE_DIR": str(blocker / "sub")})
+    with pytest.raises(ConfigError, match="SYNC_STATE_DIR: cannot use"):
+        s.ensure_state_dir()
+    s = load_settings(BASE | {"SYNC_STATE_DIR": str(tmp_path / "new" / "state")})
+    assert tmp_path / "new" / "state" == s.ensure_state_dir()
+    assert 0o700 == (tmp_path / "new" / "state").stat().st_mode & 0o777
