@@ -355,6 +355,12 @@ WaitOpt = Annotated[
         help="If another sync is running, wait up to SECONDS for it instead of exiting 75.",
     ),
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Write the rows even when unchanged (repairs hand-edited table rows)."
+    ),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Read everything, write nothing, show the plan.")
 ]
@@ -376,9 +382,7 @@ MetricsOpt = Annotated[
     "Example: listing-sync sync all --dry-run\n\n" + SYNC_EXIT_CODES,
 )
 def sync_all(
-    force: Annotated[
-        bool, typer.Option("--force", help="Write every row, changed or not.")
-    ] = False,
+    force: ForceOpt = False,
     allow_mass_removal: Annotated[
         bool,
         typer.Option(
@@ -436,8 +440,8 @@ def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
 @sync_app.command(
     "numbers",
     help="Re-sync only the given property numbers (selective sync).\n\n"
-    "Numbers not in the sheet are reported and counted; the others sync. Never marks "
-    "anything removed.\n\n"
+    "Numbers not in the sheet are reported and counted; the others sync. Unchanged "
+    "listings are skipped unless --force. Never marks anything removed.\n\n"
     "Example: listing-sync sync numbers A-0012 00123 --dry-run; "
     "cut -f1 list.tsv | listing-sync sync numbers --from-file -\n\n" + SYNC_EXIT_CODES,
 )
@@ -449,6 +453,7 @@ def sync_numbers(
         str | None,
         typer.Option("--from-file", metavar="FILE", help="Read numbers, one per line; - is stdin."),
     ] = None,
+    force: ForceOpt = False,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
@@ -464,7 +469,7 @@ def sync_numbers(
     common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     with errors_to_exit(common):
         wanted = read_numbers(numbers or [], from_file)
-    request = SyncRequest("selective", numbers=tuple(wanted), dry_run=dry_run)
+    request = SyncRequest("selective", numbers=tuple(wanted), force=force, dry_run=dry_run)
     run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
 
 

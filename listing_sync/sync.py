@@ -8,6 +8,7 @@ rows upserted in batches, and listings that left the sheet marked removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from .errors import (
     ListingSyncError,
     PermanentError,
 )
-from .models import RowProblem, content_hash, convert_row, payload
+from .models import RowProblem, canonical_json, convert_row, payload
 from .postgrest import PostgrestClient, in_filters
 from .state import LISTINGS, MAX_ERROR_DETAILS, SyncStateStore, iso, utcnow
 
@@ -35,6 +36,8 @@ SyncType = Literal["full", "selective"]
 # Columns written on every upsert besides the sheet-fed ones.
 BOOKKEEPING = ("content_hash", "synced_at", "removed_at", "last_sync_id")
 WRITE_COLUMNS = (*mapping.COLUMNS, "extra", *BOOKKEEPING)
+# The most the bookkeeping columns spliced into one row's JSON at write time can add.
+BOOKKEEPING_BYTES = 220
 
 
 class SheetSource(Protocol):
@@ -82,14 +85,16 @@ class SyncRequest:
     allow_mass_removal: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedRow:
     """A valid listing ready to write: its JSON object, pre-serialised once."""
 
     number: str
     row: int
     hash: str
-    body: bytes  # JSON object of the sheet-fed columns + extra + content_hash
+    # The canonical JSON object of the sheet-fed columns + extra: the very bytes the
+    # hash covers; content_hash and the other bookkeeping columns are added at write time.
+    body: bytes
 
     def values(self) -> dict[str, Any]:
         return json.loads(self.body)
@@ -167,9 +172,6 @@ class SyncReport:
 # --- planning -----------------------------------------------------------------
 
 
-def _row_object(values: dict[str, Any], digest: str) -> bytes:
-    values = dict(values, content_hash=digest)
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 def read_listings(
@@ -200,15 +202,15 @@ def read_listings(
             if sheet_row is None:
                 continue  # empty row
             seen[0] += 1
-            values = payload(sheet_row.listing)
-            digest = content_hash(values)
+            # One serialisation serves both the hash and the request body.
+            body = canonical_json(payload(sheet_row.listing))
             yield (
                 row_number,
                 PlannedRow(
                     number=sheet_row.listing.property_number,
                     row=row_number,
-                    hash=digest,
-                    body=_row_object(values, digest),
+                    hash=hashlib.sha256(body).hexdigest(),
+                    body=body,
                 ),
             )
 
@@ -284,7 +286,6 @@ def make_plan(
             plan.new.append(planned)
         elif (
             request.force
-            or request.sync_type == "selective"
             or current[0] != planned.hash
             or current[1] is not None
         ):
@@ -319,9 +320,14 @@ def _guard_removals(plan: Plan, request: SyncRequest, max_fraction: float) -> No
     if request.allow_mass_removal:
         return
     if plan.sheet_rows == 0:
+        consequence = (
+            f"refusing to mark all {plan.active_before} listings removed"
+            if plan.active_before
+            else "nothing to sync"
+        )
         raise DataError(
-            f"tab {plan.tab!r} has a header but no data rows; refusing to mark all "
-            f"{plan.active_before} listings removed (pass --allow-mass-removal if this is meant)"
+            f"tab {plan.tab!r} has a header but no data rows; {consequence} "
+            "(pass --allow-mass-removal if an empty sheet is meant)"
         )
     if plan.active_before and len(plan.removed) > max_fraction * plan.active_before:
         raise DataError(
@@ -362,7 +368,7 @@ def batches(
     batch: list[PlannedRow] = []
     size = 2
     for row in rows:
-        cost = len(row.body) + 120  # + bookkeeping columns spliced in at write time
+        cost = len(row.body) + BOOKKEEPING_BYTES
         if batch and (len(batch) >= max_rows or size + cost > max_bytes):
             yield batch
             batch, size = [], 2
@@ -374,7 +380,13 @@ def batches(
 
 def _body(rows: Sequence[PlannedRow], suffix: bytes) -> bytes:
     # Each body is a JSON object; splice the bookkeeping columns before its "}".
-    return b"[" + b",".join(r.body[:-1] + suffix for r in rows) + b"]"
+    return (
+        b"["
+        + b",".join(
+            b"".join((r.body[:-1], b',"content_hash":"', r.hash.encode(), suffix)) for r in rows
+        )
+        + b"]"
+    )
 
 
 @dataclass

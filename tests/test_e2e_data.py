@@ -185,7 +185,7 @@ def test_a_sheet_with_a_header_and_no_rows_is_refused(clean_stack: LocalStack, r
     assert 65 == r.returncode, output(r)
     assert (
         "tab 'Listings' has a header but no data rows; refusing to mark all 2 listings removed "
-        "(pass --allow-mass-removal if this is meant)"
+        "(pass --allow-mass-removal if an empty sheet is meant)"
     ) == data["error"]
     assert {None} == set(column(clean_stack, "removed_at").values())
 
@@ -362,7 +362,7 @@ def test_numeric_keys_become_text_and_leading_zeros_survive(
 
     data = full_sync(run_cli)
     assert outcome(total=4, skipped=4) == summary(data)
-    r, data = sync(run_cli, "sync", "numbers", "123", "00789", "789")
+    r, data = sync(run_cli, "sync", "numbers", "123", "00789", "789", "--force")
     assert 1 == r.returncode, output(r)
     assert (2, ["789"]) == (data["success"], data["not_found"])
 
@@ -394,13 +394,13 @@ def test_awkward_property_numbers_work_in_every_filter(clean_stack: LocalStack, 
     data = full_sync(run_cli)
     assert outcome(total=len(AWKWARD), skipped=len(AWKWARD)) == summary(data)
 
-    # A dry run shows each one as changed, so the in.(...) lookup found every one.
+    # A dry run finds each one unchanged, so the in.(...) lookup found every one.
     r, data = sync(
         run_cli, "sync", "numbers", "--from-file", "-", "--dry-run", input="\n".join(AWKWARD)
     )
     assert 0 == r.returncode, output(r)
-    assert ([], []) == (data["plan"]["new"], data["not_found"])
-    assert sorted(AWKWARD) == sorted(c["property_number"] for c in data["plan"]["changed"])
+    assert ([], [], []) == (data["plan"]["new"], data["plan"]["changed"], data["not_found"])
+    assert len(AWKWARD) == data["plan"]["unchanged"]
 
     set_sheet(clean_stack, [row(n, price=7) for n in AWKWARD])
     r, data = sync(run_cli, "sync", "numbers", *AWKWARD)
@@ -413,6 +413,29 @@ def test_awkward_property_numbers_work_in_every_filter(clean_stack: LocalStack, 
     assert outcome(total=1, success=1, removed=len(AWKWARD)) == summary(data)
     removed = {n for n, t in listings(clean_stack).items() if t["removed_at"]}
     assert set(AWKWARD) == removed
+
+
+def test_sync_numbers_skips_unchanged_listings_unless_forced(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """sync numbers writes only what changed; --force rewrites the named listings."""
+    set_sheet(clean_stack, [row("N-1"), row("N-2"), row("N-3")])
+    full_sync(run_cli)
+    before = listings(clean_stack)
+    set_sheet(clean_stack, [row("N-1", price=5), row("N-2"), row("N-3")])
+
+    r, data = sync(run_cli, "sync", "numbers", "N-1", "N-2")
+    assert 0 == r.returncode, output(r)
+    assert outcome(total=2, success=1, skipped=1) == summary(data)
+    after = listings(clean_stack)
+    assert before["N-2"] == after["N-2"]
+    assert before["N-1"]["synced_at"] != after["N-1"]["synced_at"]
+
+    r, data = sync(run_cli, "sync", "numbers", "N-2", "--force")
+    assert 0 == r.returncode, output(r)
+    assert outcome(total=1, success=1) == summary(data)
+    assert before["N-2"]["synced_at"] != listings(clean_stack)["N-2"]["synced_at"]
+    assert before["N-3"] == listings(clean_stack)["N-3"]
 
 
 def test_keyset_paging_over_awkward_keys_reads_every_row(clean_stack: LocalStack, run_cli) -> None:
