@@ -172,8 +172,6 @@ class SyncReport:
 # --- planning -----------------------------------------------------------------
 
 
-
-
 def read_listings(
     source: SheetSource,
     aliases: dict[str, str],
@@ -284,11 +282,7 @@ def make_plan(
         current = existing.get(number)
         if current is None:
             plan.new.append(planned)
-        elif (
-            request.force
-            or current[0] != planned.hash
-            or current[1] is not None
-        ):
+        elif request.force or current[0] != planned.hash or current[1] is not None:
             plan.changed.append(planned)
         else:
             plan.unchanged += 1
@@ -383,7 +377,8 @@ def _body(rows: Sequence[PlannedRow], suffix: bytes) -> bytes:
     return (
         b"["
         + b",".join(
-            b"".join((r.body[:-1], b',"content_hash":"', r.hash.encode(), suffix)) for r in rows
+            b"".join((r.body[:-1], b',"content_hash":"', r.hash.encode(), b'"', suffix))
+            for r in rows
         )
         + b"]"
     )
