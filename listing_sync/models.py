@@ -151,14 +151,18 @@ def payload(listing: Listing) -> dict[str, Any]:
     return row
 
 
-def content_hash(row: Mapping[str, Any]) -> str:
-    """Return the sha256 hex of the canonical JSON of the sheet-fed values + extra of ``row``.
+def canonical_json(row: Mapping[str, Any]) -> bytes:
+    """Return the canonical JSON (UTF-8) of the sheet-fed values + extra of ``row``.
 
-    Canonical: sorted keys, no spaces, UTF-8; other keys of ``row`` (content_hash,
-    synced_at...) are not covered, so the same listing always gives the same hash.
+    Canonical: sorted keys, no spaces; other keys of ``row`` (content_hash,
+    synced_at...) are left out. This is exactly what ``content_hash`` hashes.
     """
-    text = _CANONICAL_JSON.encode({key: row[key] for key in HASHED_KEYS})
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _CANONICAL_JSON.encode({key: row[key] for key in HASHED_KEYS}).encode("utf-8")
+
+
+def content_hash(row: Mapping[str, Any]) -> str:
+    """Return the sha256 hex of ``canonical_json(row)``: the same listing, the same hash."""
+    return hashlib.sha256(canonical_json(row)).hexdigest()
 
 
 @dataclass(frozen=True)
