@@ -500,7 +500,9 @@ def status(
 
         settings = load(common, mode)
         state = SyncStateStore(
-            runtime.postgrest_client(settings, runtime.guards(settings, probe=True)["postgrest"])
+            runtime.postgrest_client(
+                settings, runtime.guards(settings, probe=True)["postgrest"], probe=True
+            )
         )
         if sync_id:
             run = state.get(sync_id)
@@ -566,7 +568,9 @@ def health(
             _exit(unknown)
         breaker_states = _breaker_states(runtime.breakers(settings))
         state = SyncStateStore(
-            runtime.postgrest_client(settings, runtime.guards(settings, probe=True)["postgrest"])
+            runtime.postgrest_client(
+                settings, runtime.guards(settings, probe=True)["postgrest"], probe=True
+            )
         )
         now = datetime.now(UTC)
         try:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import Failure, ListingSyncError, RemoteError, remote_error
+from .errors import ConfigError, Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
 
 T = TypeVar("T")
@@ -56,8 +56,27 @@ def translate_httpx_error(exc: httpx.HTTPError, what: str) -> RemoteError:
     )
 
 
-def error_from_response(response: httpx.Response, what: str) -> RemoteError:
-    """Build the RemoteError for a non-2xx PostgREST response."""
+# Answers that say the deployment, not the data or the network, is wrong: the key is
+# refused, the role lacks a grant, or the table is not the one sql/ creates. Retrying
+# cannot help and no row is to blame, so they stop the run as configuration errors.
+_KEY_REFUSED = (
+    "the key was refused: check SUPABASE_SERVICE_ROLE_KEY (wrong project or rotated JWT secret)"
+)
+_SETUP_HINTS = {
+    "42501": "the key's role lacks a grant: apply the files in sql/ (README, Supabase set-up)",
+    "42P01": "the table is missing: apply the files in sql/ (README, Supabase set-up)",
+    "42703": "a column is missing: apply the files in sql/ (README, Supabase set-up)",
+    "PGRST204": "a column is missing: apply the files in sql/ (README, Supabase set-up)",
+    "PGRST205": "the table is missing: apply the files in sql/ (README, Supabase set-up)",
+}
+
+
+def error_from_response(response: httpx.Response, what: str) -> ListingSyncError:
+    """Build the error for a non-2xx PostgREST response.
+
+    A RemoteError (transient or permanent) as a rule; a ConfigError when the
+    answer says the key or the schema is wrong.
+    """
     code: str | None = None
     message = response.reason_phrase or "error"
     try:
@@ -72,6 +91,9 @@ def error_from_response(response: httpx.Response, what: str) -> RemoteError:
     elif response.text:
         message = response.text[:200]
     label = f"{response.status_code} {code}" if code else str(response.status_code)
+    hint = _KEY_REFUSED if response.status_code == 401 else _SETUP_HINTS.get(code or "")
+    if hint:
+        return ConfigError(f"PostgREST {what}: {label} {message}; {hint}")
     return remote_error(
         f"PostgREST {what}: {label} {message}",
         Failure(status=response.status_code, code=code),

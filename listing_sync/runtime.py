@@ -24,6 +24,10 @@ from .resilience import (
 
 log = logging.getLogger("listing_sync")
 DEPENDENCIES = ("sheets", "postgrest")
+# health and status answer monitoring systems, which give up after tens of seconds:
+# they get a short budget and per-request timeout instead of a sync's hour.
+PROBE_BUDGET = 20.0
+PROBE_TIMEOUT = 8.0
 
 
 def breaker_store(settings: Settings) -> FileStore:
@@ -87,7 +91,8 @@ def guards(
     raises SyncInterrupted. With ``probe`` (health, status) the breakers live in
     memory: an open breaker must not hide the facts, and a probe must not trip it.
     """
-    deadline = time.time() + settings.run_timeout
+    budget = min(settings.run_timeout, PROBE_BUDGET) if probe else settings.run_timeout
+    deadline = time.time() + budget
     policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
     nap = stop.sleep if stop else time.sleep  # a SIGTERM also ends a wait for a token
     limiters: dict[str, TokenBucket] = {
@@ -131,13 +136,14 @@ def unstoppable(guard: Guard) -> Guard:
     )
 
 
-def postgrest_client(settings: Settings, guard: Guard):
+def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False):
     """Return a PostgREST client using one keep-alive HTTP connection pool."""
     import httpx
 
     from .postgrest import PostgrestClient
 
-    http = httpx.Client(timeout=settings.http_timeout, follow_redirects=False)
+    timeout = min(settings.http_timeout, PROBE_TIMEOUT) if probe else settings.http_timeout
+    http = httpx.Client(timeout=timeout, follow_redirects=False)
     return PostgrestClient(
         settings.postgrest_url,
         settings.service_role_key.get_secret_value(),

@@ -544,3 +544,38 @@ def test_header_helper_matches_the_sheet_fed_columns() -> None:
     from listing_sync.mapping import COLUMNS
 
     assert list(COLUMNS) == HEADER
+
+
+# --- a wrong deployment is a configuration error ---------------------------------------
+
+
+def test_a_refused_key_is_a_configuration_error(clean_stack: LocalStack, run_cli) -> None:
+    """A key PostgREST refuses (401) exits 78 with a hint, not 69 'try later'."""
+    from devstack.postgrest import mint_jwt
+
+    set_sheet(clean_stack, [row("K-1")])
+    wrong = mint_jwt("a-different-project-secret-0123456789", "service_role")
+    r = run_cli("sync", "all", env={**FAST_ENV, "SUPABASE_SERVICE_ROLE_KEY": wrong})
+    assert 78 == r.returncode, output(r)
+    assert "401 PGRST301" in r.stderr
+    assert "the key was refused: check SUPABASE_SERVICE_ROLE_KEY" in r.stderr
+    assert wrong not in r.stdout + r.stderr
+    assert [] == runs(clean_stack)
+
+
+def test_a_table_missing_a_column_is_a_configuration_error(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """A table older than sql/ (a column missing) stops the run with exit 78, not N row errors."""
+    set_sheet(clean_stack, [row("M-1"), row("M-2")])
+    clean_stack.psql("alter table public.property_listings drop column parking;")
+    clean_stack.postgrest.reload_schema()
+    try:
+        r = run_cli("sync", "all", env=FAST_ENV)
+    finally:
+        clean_stack.apply_schema()
+        clean_stack.postgrest.reload_schema()
+    assert 78 == r.returncode, output(r)
+    assert "apply the files in sql/" in r.stderr
+    assert "failed" == only_run(clean_stack)["status"]
+    assert {} == listings(clean_stack)
