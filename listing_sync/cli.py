@@ -331,12 +331,14 @@ def _breaker_states(breakers: dict[str, Any]) -> dict[str, str]:
 
 def _show_sync(report: SyncReport, mode: OutputMode) -> None:
     from .output import (
+        MAX_WARNING_LINES,
         print_json,
         problem_lines,
         render_sync,
         stdout_console,
         sync_problem_lines,
         sync_to_dict,
+        warning_lines,
     )
 
     if mode.json:
@@ -345,6 +347,9 @@ def _show_sync(report: SyncReport, mode: OutputMode) -> None:
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
         problem_lines(sync_problem_lines(report))
+    elif mode.verbose and report.warnings:
+        # A clean cron run stays silent; --verbose also shows cells read as null.
+        problem_lines(warning_lines(report.warnings, MAX_WARNING_LINES))
 
 
 WaitOpt = Annotated[

@@ -23,6 +23,7 @@ from .state import duration_of, parse_ts
 from .sync import SyncReport
 
 MAX_PROBLEM_LINES = 20
+MAX_WARNING_LINES = 10
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,19 @@ def render_sync(report: SyncReport, console: Console) -> None:
         console.print(_problem_table(report.problems, "Rows not written"))
     if report.not_found:
         console.print("Not in the sheet: " + ", ".join(report.not_found))
+    for line in warning_lines(report.warnings, MAX_WARNING_LINES):
+        console.print(line, markup=False)
+
+
+def warning_lines(warnings: Sequence[str], limit: int) -> list[str]:
+    """Return at most ``limit`` warning lines, and a count of the rest.
+
+    A sheet full of #N/A would otherwise print one line per cell.
+    """
+    lines = [f"warning: {w}" for w in warnings[:limit]]
+    if len(warnings) > limit:
+        lines.append(f"... and {len(warnings) - limit} more warnings (use --json for all)")
+    return lines
 
 
 def render_plan(report: SyncReport, console: Console) -> None:
@@ -339,6 +353,8 @@ def render_plan(report: SyncReport, console: Console) -> None:
         console.print(_problem_table(plan.problems, "Invalid rows"))
     if plan.not_found:
         console.print("Not in the sheet: " + ", ".join(plan.not_found))
+    for line in warning_lines(plan.warnings, MAX_WARNING_LINES):
+        console.print(line, markup=False)
 
 
 def _some(items: Iterable[str], limit: int = 20) -> str:
@@ -362,6 +378,7 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
         )
     if report.not_found:
         lines.append("not in the sheet: " + _some(report.not_found, 10))
+    lines += warning_lines(report.warnings, 3)
     if not report.state_recorded:
         lines.append("warning: the outcome could not be recorded in sync_state")
     return lines

@@ -517,6 +517,26 @@ def test_formula_errors_read_as_empty_with_a_warning(clean_stack: LocalStack, ru
     assert (None, None) == (table["F-2"]["layout"], table["F-2"]["parking"])
 
 
+def test_formula_warnings_reach_cron_only_when_asked_or_with_problems(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """A clean run with a #N/A cell stays silent; --verbose or a partial run shows it."""
+    set_sheet(clean_stack, [row("W-1", price="#N/A"), row("W-2")])
+    r = run_cli("sync", "all", env=FAST_ENV)
+    assert (0, "", "") == (r.returncode, r.stdout, r.stderr)
+
+    set_sheet(clean_stack, [row("W-1", price="#N/A", layout="x"), row("W-2")])
+    r = run_cli("sync", "all", "--verbose", env=FAST_ENV)
+    assert 0 == r.returncode, output(r)
+    warning = "warning: Row 2, column 'price': formula error #N/A read as empty"
+    assert warning in r.stderr.splitlines()
+
+    set_sheet(clean_stack, [row("W-1", price="#N/A", layout="y"), row("W-2", price="abc")])
+    r = run_cli("sync", "all", env=FAST_ENV)
+    assert 1 == r.returncode, output(r)
+    assert warning in r.stderr.splitlines()
+
+
 def test_an_unparseable_value_fails_only_its_row_naming_column_row_and_value(
     clean_stack: LocalStack, run_cli
 ) -> None:

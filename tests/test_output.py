@@ -189,3 +189,17 @@ def test_cron_lines_name_missing_numbers_and_unrecorded_state() -> None:
         "not in the sheet: X-1, X-2",
         "warning: the outcome could not be recorded in sync_state",
     ] == lines
+
+
+def test_warning_lines_are_capped_with_a_count() -> None:
+    """A sheet full of #N/A gives a few warning lines and a count, not one line per cell."""
+    from listing_sync.output import warning_lines
+
+    warnings = [f"row {n}: column price holds #N/A; read as empty" for n in range(2, 30)]
+    expected = [
+        "warning: row 2: column price holds #N/A; read as empty",
+        "warning: row 3: column price holds #N/A; read as empty",
+        "... and 26 more warnings (use --json for all)",
+    ]
+    assert expected == warning_lines(warnings, 2)
+    assert [] == warning_lines([], 2)
