@@ -8,10 +8,12 @@ rows upserted in batches, and listings that left the sheet marked removed.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -215,6 +217,23 @@ def read_listings(
     return tab, stream(), warnings, problems, lambda: seen[0]
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while the plan is made.
+
+    Reading allocates millions of short-lived containers while ~100,000 planned rows
+    stay alive; at the default thresholds the collector rescans them over and over
+    (7% of the time at 100,000 rows). Planning creates almost no cycles.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@_fewer_collections()
 def make_plan(
     request: SyncRequest,
     source: SheetSource,
