@@ -6,8 +6,8 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,27 +24,53 @@ class ChildRun:
     stderr: str
 
 
+# Runs the command from a small process and reports (exit code, seconds, max RSS KiB).
+# Linux folds the RSS a child had when it was forked into its ru_maxrss (exec keeps the
+# high-water mark), so forking the tool straight from this big benchmark process would
+# report our size, not the tool's. Forked from this ~10 MB wrapper, it reports its own.
+_WRAPPER = """
+import os, sys, time
+began = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as exc:
+        os.write(2, f"cannot run {sys.argv[2]}: {exc}\\n".encode())
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - began
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{code} {seconds!r} {usage.ru_maxrss}")
+"""
+
+
 def run_child(
     cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> ChildRun:
-    """Run ``cmd`` and return its wall time and its own peak RSS (from wait4's rusage).
+    """Run ``cmd``; return its exit code, wall time, its own peak RSS and its output.
 
-    ``os.wait4`` reports the rusage of exactly this child (and the children it waited
-    for), so the number is the tool's own high-water mark, whatever ran before.
+    Timing and rusage are taken by a small wrapper process around the fork/exec of
+    ``cmd`` (see _WRAPPER): the interpreter start of the wrapper is not counted.
     Output goes to temporary files so a chatty child can never block on a full pipe.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        began = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - began
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(mode="r", suffix=".rusage") as report,
+    ):
+        wrapper = [sys.executable, "-I", "-S", "-c", _WRAPPER, report.name]
+        proc = subprocess.run([*wrapper, *cmd], env=env, cwd=cwd, stdout=out, stderr=err)
+        fields = report.read().split()
+        if len(fields) != 3:
+            raise RuntimeError(f"rusage wrapper failed (exit {proc.returncode}) for {cmd!r}")
         out.seek(0)
         err.seek(0)
         return ChildRun(
-            returncode=proc.returncode,
-            seconds=seconds,
-            peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+            returncode=int(fields[0]),
+            seconds=float(fields[1]),
+            peak_rss_mb=int(fields[2]) / 1024,  # Linux reports KiB
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
         )
