@@ -300,7 +300,7 @@ def render_sync(report: SyncReport, console: Console) -> None:
         str(report.failed),
         str(report.removed),
         str(len(report.not_found)),
-        f"{report.duration:.1f}s" if report.duration is not None else "-",
+        seconds_text(report.duration),
     )
     console.print(table)
     if report.problems:
@@ -412,8 +412,14 @@ def _when(value: str | None) -> str:
 
 
 def _duration(run: dict[str, Any]) -> str:
-    seconds = duration_of(run)
-    return f"{seconds:.1f}s" if seconds is not None else "-"
+    return seconds_text(duration_of(run))
+
+
+def seconds_text(seconds: float | None) -> str:
+    """Format a duration; short runs keep their milliseconds (a 40 ms sync is not 0.0s)."""
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
 
 
 def render_runs(runs: Sequence[dict[str, Any]], console: Console) -> None:
@@ -505,9 +511,9 @@ def render_health(report: HealthReport, console: Console) -> None:
     table.add_row("last completed sync", _when(data["last_completed_sync"]))
     table.add_row("last completed full sync", _when(data["last_completed_full_sync"]))
     avg = data["avg_duration_seconds"]
-    table.add_row("average duration", f"{avg:.1f}s" if avg is not None else "-")
+    table.add_row("average duration", seconds_text(avg))
     last = data["last_run_duration_seconds"]
-    table.add_row("last run duration", f"{last:.1f}s" if last is not None else "-")
+    table.add_row("last run duration", seconds_text(last))
     table.add_row("pending failures", str(data["pending_failures"]))
     for name, state in data["circuit_breakers"].items():
         table.add_row(f"breaker {name}", state)
