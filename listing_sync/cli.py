@@ -5,10 +5,10 @@ inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -124,7 +124,7 @@ def fail(message: str, code: int, *, as_json: bool) -> NoReturn:
     _exit(code)
 
 
-@contextmanager
+@contextlib.contextmanager
 def errors_to_exit(
     common: Common, *, map_code: Callable[[int], int] = lambda c: c
 ) -> Iterator[None]:
@@ -216,117 +216,34 @@ def run_sync_command(
 ) -> NoReturn:
     """Run one sync for any ``sync`` subcommand and exit with its code."""
     mode = common.mode()
-    report: SyncReport | None = None
-    exit_code = EXIT_SOFTWARE
-    settings: Settings | None = None
-    pinged = False
     with errors_to_exit(common):
-        from . import mapping, notify, runtime
-        from .output import RichProgress, stderr_console
-        from .state import SyncStateStore
-        from .sync import NoProgress, SyncDeps, run_sync
+        from . import runtime, service
+        from .output import RichProgress, redact, stderr_console, sync_problem_lines
+        from .sync import NoProgress
 
         settings = load(common, mode)
         settings.require_sheets()
-        aliases = mapping.load_aliases(settings.mapping_file)
         stop = runtime.StopFlag()
-        guards = runtime.guards(settings, stop=stop)
-        client = runtime.postgrest_client(settings, guards["postgrest"])
-        # A SIGTERM stops sync_state writes too, except the run's outcome: that one
-        # skips the stop check (same breaker, rate limit and budget).
-        outcome_guard = runtime.unstoppable(guards["postgrest"])
-        state = SyncStateStore(
-            client, outcome_client=runtime.postgrest_client(settings, outcome_guard)
+        reporting = service.Reporting(
+            describe=lambda report: "\n".join(sync_problem_lines(report)), scrub=redact
         )
-        deps = SyncDeps(
-            client=client,
-            state=state,
-            source=runtime.sheets_reader(settings, guards["sheets"]),
-            aliases=aliases,
-            batch_size=settings.batch_size,
-            batch_max_bytes=settings.batch_max_bytes,
-            max_remove_fraction=settings.max_remove_fraction,
-        )
-        metrics_path = metrics_file or settings.metrics_file
-
-        lock = None if request.dry_run else runtime.run_lock(settings)
-        if lock is not None:
-            # A SIGTERM while waiting (--wait) ends the wait: exit 75, nothing started.
-            with _Signals(stop.set):
-                lock.acquire(wait=wait, sleep=stop.sleep_or_raise)
-            runtime.start_budget(settings, *guards.values(), outcome_guard)
-        try:
-            with _Signals(stop.set):
-                if not request.dry_run:
-                    notify.ping(settings.ping_url, "start")
-                    pinged = True
-                if mode.interactive:
-                    with RichProgress(stderr_console()) as progress:
-                        report = run_sync(deps, request, progress)
-                else:
-                    report = run_sync(deps, request, NoProgress())
-            exit_code = report.exit_code
-        except (Exception, KeyboardInterrupt) as exc:
-            # Also for a crash: the monitor must hear how the started run ended.
-            if isinstance(exc, ListingSyncError):
-                exit_code = exc.exit_code
-            else:
-                exit_code = 75 if isinstance(exc, KeyboardInterrupt) else EXIT_SOFTWARE
-            if pinged:
-                from .output import redact
-
-                notify.ping(settings.ping_url, str(exit_code), body=redact(str(exc)))
-                pinged = False
-            if metrics_path and not request.dry_run:
-                _write_metrics(settings, metrics_path, request, None, exit_code)
-            raise
-        finally:
-            if lock is not None:
-                lock.release()
-        if metrics_path and not request.dry_run:
-            _write_metrics(settings, metrics_path, request, report, exit_code)
-        if pinged:
-            _ping_outcome(settings.ping_url, report)
+        with _Signals(stop.set), contextlib.ExitStack() as stack:
+            progress = (
+                stack.enter_context(RichProgress(stderr_console()))
+                if mode.interactive
+                else NoProgress()
+            )
+            report = service.execute(
+                settings,
+                request,
+                stop=stop,
+                progress=progress,
+                reporting=reporting,
+                wait=wait,
+                metrics_file=metrics_file,
+            )
         _show_sync(report, mode)
-    _exit(exit_code)
-
-
-def _ping_outcome(url: str | None, report: SyncReport) -> None:
-    from . import notify
-    from .output import redact, sync_problem_lines
-
-    body = redact("\n".join(sync_problem_lines(report)))
-    notify.ping(url, "success" if report.exit_code == EXIT_OK else str(report.exit_code), body=body)
-
-
-def _write_metrics(
-    settings: Settings,
-    path: Path,
-    request: SyncRequest,
-    report: SyncReport | None,
-    exit_code: int,
-) -> None:
-    import time
-
-    from . import notify, runtime
-
-    run = notify.RunMetrics(
-        sync_type=request.sync_type,
-        exit_code=exit_code,
-        finished_at=time.time(),
-        duration=report.duration if report else None,
-        written=report.success if report else 0,
-        failed=report.failed if report else 0,
-        unchanged=report.skipped if report else 0,
-        removed=report.removed if report else 0,
-        not_found=len(report.not_found) if report else 0,
-        success=exit_code == EXIT_OK,
-    )
-    notify.write_metrics(path, run, _breaker_states(runtime.breakers(settings)))
-
-
-def _breaker_states(breakers: dict[str, Any]) -> dict[str, str]:
-    return {name: b.state().state for name, b in breakers.items()}
+    _exit(report.exit_code)
 
 
 def _show_sync(report: SyncReport, mode: OutputMode) -> None:
@@ -558,7 +475,7 @@ def health(
         from datetime import UTC, datetime
 
         from . import health as health_mod
-        from . import runtime
+        from . import runtime, service
         from .output import print_json, render_health, stdout_console
         from .state import SyncStateStore
 
@@ -571,7 +488,7 @@ def health(
             report = health_mod.HealthReport(code=unknown, facts=None, error=str(exc))
             print(health_mod.nagios_line(report))
             _exit(unknown)
-        breaker_states = _breaker_states(runtime.breakers(settings))
+        breaker_states = service.breaker_states(settings)
         state = SyncStateStore(
             runtime.postgrest_client(
                 settings, runtime.guards(settings, probe=True)["postgrest"], probe=True
