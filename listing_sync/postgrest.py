@@ -225,8 +225,11 @@ class PostgrestClient:
     ) -> Iterator[dict[str, Any]]:
         """Yield every matching row, paging by ``key`` (keyset pagination).
 
-        Supabase caps rows per response, so pages are asked for in ``key`` order
-        and the next page starts after the last key seen.
+        Supabase caps rows per response (1000 by default, whatever ``limit`` asks),
+        so pages are asked for in ``key`` order, the next page starts after the last
+        key seen, and only an empty page ends the listing: a short page may be the
+        server's cap, not the end. That costs one extra request, and lets
+        ``page_size`` be larger than the cap where there is none.
         """
         last: str | None = None
         while True:
@@ -238,9 +241,9 @@ class PostgrestClient:
             rows = self.select(
                 table, select=select, filters=page_filters, order=f"{key}.asc", limit=page_size
             )
-            yield from rows
-            if len(rows) < page_size:
+            if not rows:
                 return
+            yield from rows
             if last is not None and str(rows[-1][key]) == last:
                 raise ListingSyncError(f"paging {table} by {key} made no progress after {last!r}")
             last = str(rows[-1][key])
