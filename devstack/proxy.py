@@ -24,9 +24,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from devstack._util import BackgroundServer
 
 # Not forwarded in either direction (RFC 9110 section 7.6.1), plus the framing
 # headers the proxy rewrites itself.
@@ -109,8 +110,11 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that hung up is part of the tests, not an error
 
 
-class FaultProxy:
+class FaultProxy(BackgroundServer):
     """Forward HTTP to ``upstream`` on a loopback port, injecting queued faults."""
+
+    server_class = _Server
+    thread_name = "fault-proxy"
 
     def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
         parts = urlsplit(upstream)
@@ -119,58 +123,12 @@ class FaultProxy:
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.upstream_prefix = parts.path.rstrip("/")
-        self.host = host
-        self._port = port
+        self._init_server(host, port)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._faults: list[_Fault] = []
         self._requests: list[ProxiedRequest] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------
-    def start(self) -> FaultProxy:
-        """Bind and serve in a daemon thread; return self."""
-        if self._httpd is None:
-            self._httpd = _Server((self.host, self._port), self)
-            self._port = int(self._httpd.server_address[1])
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"fault-proxy:{self._port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; safe to call twice. Handlers still sleeping are daemon threads."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL to give the client instead of the upstream's."""
-        if self._httpd is None:
-            raise RuntimeError("FaultProxy is not started")
-        return f"http://{self.host}:{self._port}"
 
     # -- faults ----------------------------------------------------------------------
     def fail(

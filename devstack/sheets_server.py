@@ -40,13 +40,14 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from devstack._util import BackgroundServer
 
 DEFAULT_ROW_COUNT = 1000
 DEFAULT_COLUMN_COUNT = 26
@@ -537,14 +538,16 @@ class _HTTPServer(ThreadingHTTPServer):
         """Client went away mid-request: nothing to report."""
 
 
-class SheetsServer:
+class SheetsServer(BackgroundServer):
     """Google Sheets API v4 stand-in on 127.0.0.1 (see the module docstring)."""
+
+    server_class = _HTTPServer
+    thread_name = "sheets-server"
 
     def __init__(
         self, *, host: str = "127.0.0.1", port: int = 0, key_file: Path | None = None
     ) -> None:
-        self.host = host
-        self._port = port
+        self._init_server(host, port)
         self._lock = threading.Lock()
         self._spreadsheets: dict[str, _Spreadsheet] = {}
         self._next_sheet_id = 1_000_000_001
@@ -554,58 +557,8 @@ class SheetsServer:
         self._tokens: dict[str, _Grant] = {}
         self._keys: dict[str, tuple[str, rsa.RSAPublicKey]] = {}  # email -> (kid, key)
         self.errors: list[str] = []  # unexpected exceptions while serving
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         if key_file is not None:
             self.register_key_file(key_file)
-
-    # -- lifecycle -------------------------------------------------------------------
-    def start(self) -> SheetsServer:
-        """Bind and serve in a daemon thread; return self."""
-        if self._httpd is None:
-            self._httpd = _HTTPServer((self.host, self._port), self)
-            self._port = int(self._httpd.server_address[1])
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"sheets-server:{self._port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call twice."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> SheetsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound port (after start())."""
-        if self._httpd is None:
-            raise RuntimeError("SheetsServer is not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL, for ``client_options={"api_endpoint": url}``."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def token_uri(self) -> str:
