@@ -16,6 +16,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
+# make bench [N="10000 100000"] [REPS=3]: results go to bench/results/.
 bench: setup
-	@if [ -d bench ]; then $(PY) -m bench; \
+	@if [ -d bench ]; then $(PY) -m bench $(if $(N),--sizes $(N)) $(if $(REPS),--reps $(REPS)); \
 	else echo "make bench: bench/ does not exist yet" >&2; exit 1; fi

@@ -32,6 +32,7 @@ LABELS = {
     "changed": "3. `sync all`, 1% of rows changed",
     "numbers": "4. `sync numbers --force` (100 numbers)",
     "rest_floor": "(a) REST floor: httpx loop, 1000-row POSTs",
+    "rest_columns": "(a') the same loop with `?columns=` (for reference)",
     "psql_copy": "(b) database limit: psql COPY + INSERT ON CONFLICT",
     "postgrest_py": "(c) `postgrest` client, 1000-row upserts",
 }
@@ -132,6 +133,10 @@ class Bench:
     def repetition(self, rep: int) -> None:
         """One round of everything; baselines and tool runs interleave to share the noise."""
         self._baseline("rest_floor", lambda: baselines.rest_floor(self.stack, self.table_rows))
+        self._baseline(
+            "rest_columns",
+            lambda: baselines.rest_floor(self.stack, self.table_rows, columns=True),
+        )
         self._baseline("psql_copy", lambda: baselines.psql_copy(self.stack, self.csv))
         self._baseline("postgrest_py", lambda: baselines.postgrest_py(self.stack, self.table_rows))
 
