@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -233,12 +234,14 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']} "
         f"({m['platform']}); load average at start {m['load_average']}, "
         f"at end {result['load_average_end']}.",
+        f"Code: commit {result.get('commit', '?')}.",
         f"Stack: {result['versions'].get('postgrest', '?')}, {result['versions']['psql']} "
         "(devstack.LocalStack: fsync off), local Sheets v4 server in the benchmark process.",
         f"Tool settings: SYNC_BATCH_SIZE={result['settings']['SYNC_BATCH_SIZE']}, "
         f"SYNC_RATE_LIMIT={result['settings']['SYNC_RATE_LIMIT']}; each tool run is the real "
-        "CLI as a subprocess (interpreter start included); (a) and (c) run in-process on "
-        "rows already built in memory.",
+        "CLI as a subprocess (interpreter start included) and must write and skip exactly "
+        "the expected rows; (a), (a') and (c) run in-process on rows already built in memory; "
+        "the table is emptied before every cold run and every baseline.",
         "",
     ]
     for size in result["sizes"]:
@@ -256,7 +259,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{entry['min_s']:.3f}-{entry['max_s']:.3f} | {entry['rows_per_s']:,} | "
                 f"{entry['ratio_to_rest_floor']:.2f} | {rss} |"
             )
-        lines += ["", "| target | measured | met |", "|---|---:|---|"]
+        scope = "" if size >= 100_000 else " (the targets are set at 100,000; for reference)"
+        lines += ["", f"Targets{scope}:", "", "| target | measured | met |", "|---|---:|---|"]
         for t in block["targets"]:
             lines.append(
                 f"| {t['target']} | {t['measured']:g} {t['unit']} | "
@@ -268,8 +272,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"`listing-sync --help`: median {h['median_s']:.3f} s over {h['runs']} runs.",
         "",
         "rows/s: sheet rows per second for 1-3 and the baselines, numbers per second for 4. "
-        "Peak RSS is the CLI process's own high-water mark (wait4 rusage), the largest "
-        "over the repetitions.",
+        "Peak RSS is the CLI process's own high-water mark (ru_maxrss, taken by a small "
+        "wrapper process), the largest over the repetitions.",
         "",
     ]
     return "\n".join(lines)
@@ -307,6 +311,24 @@ def run(options: Options, stack: LocalStack | None = None) -> tuple[dict[str, An
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _commit() -> str:
+    """Return the git commit measured, marked "+changes" if listing_sync/ has local edits."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "listing_sync"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return (head or "?") + (" +changes" if dirty else "")
+
+
 def _run(options: Options, stack: LocalStack, workdir: Path) -> tuple[dict[str, Any], Path, Path]:
     from devstack.postgres import find_pg_bin
     from devstack.postgrest import find_postgrest_bin
@@ -317,6 +339,7 @@ def _run(options: Options, stack: LocalStack, workdir: Path) -> tuple[dict[str, 
         "versions": versions(str(find_postgrest_bin()), find_pg_bin("psql")),
         "settings": {"SYNC_BATCH_SIZE": BATCH_SIZE, "SYNC_RATE_LIMIT": RATE_LIMIT},
         "sizes": list(options.sizes),
+        "commit": _commit(),
         "results": {},
     }
     result["help"] = measure_help(options.help_runs, options.log)
