@@ -62,7 +62,7 @@ COLUMNS: Final[dict[str, ColumnType]] = {
 # Table columns listing-sync writes itself; a header with one of these names is
 # an ordinary unknown header (its values go to extra), never a way to overwrite them.
 MANAGED_COLUMNS: Final = frozenset(
-    {"extra", "content_hash", "synced_at", "removed_at", "last_sync_id"}
+    {"extra", "content_hash", "source_hash", "synced_at", "removed_at", "last_sync_id"}
 )
 
 FORMULA_ERRORS: Final = frozenset(

@@ -17,6 +17,7 @@ create table if not exists public.property_listings (
     notes            text,
     extra            jsonb not null default '{}'::jsonb,  -- sheet columns with no table column
     content_hash     text,                -- hash of the canonical synced values
+    source_hash      text,                -- digest of the sheet row's raw cells (skips re-validation)
     synced_at        timestamptz,         -- last time listing-sync wrote this row
     removed_at       timestamptz,         -- set when the listing left the sheet; never deleted
     last_sync_id     uuid
@@ -25,6 +26,7 @@ create table if not exists public.property_listings (
 -- Columns added after the first release: add them on existing tables too.
 alter table public.property_listings add column if not exists parking boolean;
 alter table public.property_listings add column if not exists content_hash text;
+alter table public.property_listings add column if not exists source_hash text;
 alter table public.property_listings add column if not exists removed_at timestamptz;
 alter table public.property_listings add column if not exists last_sync_id uuid;
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from listing_sync import models
 from listing_sync.mapping import COLUMNS, HeaderMap, build_header_map
 from listing_sync.models import (
     HASHED_KEYS,
@@ -20,7 +21,9 @@ from listing_sync.models import (
     SheetRow,
     content_hash,
     convert_row,
+    header_signature,
     payload,
+    source_hash,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,3 +340,77 @@ def test_hash_same_across_processes() -> None:
         for seed in ("1", "2")
     }
     assert {content_hash(payload(EXPECTED))} == outputs
+
+
+# --- source_hash: the digest of a row's raw cells ---------------------------------
+
+SIGNATURE = header_signature(HEADER_MAP)
+
+
+def test_source_hash_same_across_processes() -> None:
+    """The raw-cells digest does not depend on the process (hash randomization)."""
+    code = (
+        "import json, sys;"
+        "from listing_sync.mapping import build_header_map;"
+        "from listing_sync.models import header_signature, source_hash;"
+        "headers, cells = json.loads(sys.argv[1]);"
+        "print(source_hash(cells, header_signature(build_header_map(headers, {}, tab='L'))))"
+    )
+    cells = [*API_ROW[:5], 1.5, 2, False, None, "", "東京"]
+    argument = json.dumps([HEADERS, cells])
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, argument],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)},
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert {source_hash(cells, SIGNATURE)} == outputs
+
+
+def test_source_hash_changes_with_any_cell() -> None:
+    """Any one cell changed, or the same value typed differently, gives another digest."""
+    changed = [[*API_ROW[:i], f"changed {i}", *API_ROW[i + 1 :]] for i in range(len(API_ROW))]
+    digests = {source_hash(cells, SIGNATURE) for cells in [API_ROW, *changed]}
+    assert len(API_ROW) + 1 == len(digests)
+    typed = {source_hash(["A-1", value], SIGNATURE) for value in (1, 1.0, True, "1", " 1")}
+    assert 5 == len(typed)
+
+
+def test_source_hash_ignores_trailing_empty_cells() -> None:
+    """Trailing empty cells (which the API omits) do not change the digest."""
+    digest = source_hash(API_ROW[:5], SIGNATURE)
+    assert digest == source_hash([*API_ROW[:5], "", None, "  "], SIGNATURE)
+    assert digest == source_hash(tuple(API_ROW[:5]), SIGNATURE)
+    assert digest != source_hash([*API_ROW[:5], "", "x"], SIGNATURE)
+    assert digest != source_hash([*API_ROW[:4], "", API_ROW[4]], SIGNATURE)
+
+
+def test_source_hash_changes_with_the_header_map() -> None:
+    """Moved, re-aliased, added or blank headers change the digest; the tab name does not."""
+    renamed = ["備考" if h == "notes" else h for h in HEADERS]
+    maps = [
+        build_header_map(HEADERS, {}, tab="Listings"),
+        build_header_map([*HEADERS[:-1], "Memo 2"], {}, tab="Listings"),
+        build_header_map([*HEADERS, ""], {}, tab="Listings"),
+        build_header_map([*HEADERS, "Other"], {}, tab="Listings"),
+        build_header_map([HEADERS[1], HEADERS[0], *HEADERS[2:]], {}, tab="Listings"),
+        build_header_map(renamed, {}, tab="Listings"),
+        build_header_map(renamed, {"備考": "notes"}, tab="Other tab"),
+    ]
+    signatures = [header_signature(m) for m in maps]
+    # The last map sends every column where the first does: the same rows, the same listing.
+    assert SIGNATURE == signatures[0] == signatures[-1]
+    assert 6 == len(set(signatures))
+    assert 6 == len({source_hash(API_ROW, s) for s in signatures})
+
+
+def test_source_hash_changes_with_source_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bumping SOURCE_VERSION invalidates every stored digest."""
+    before = source_hash(API_ROW, SIGNATURE)
+    monkeypatch.setattr(models, "SOURCE_VERSION", models.SOURCE_VERSION + 1)
+    assert before != source_hash(API_ROW, SIGNATURE)
