@@ -27,7 +27,14 @@ from .errors import (
     ListingSyncError,
     PermanentError,
 )
-from .models import RowProblem, canonical_json, convert_row, payload
+from .models import (
+    RowProblem,
+    canonical_json,
+    convert_row,
+    header_signature,
+    payload,
+    source_hash,
+)
 from .postgrest import PostgrestClient, in_filters
 from .state import LISTINGS, MAX_ERROR_DETAILS, SyncStateStore, iso, utcnow
 
@@ -36,10 +43,10 @@ log = logging.getLogger("listing_sync")
 KEY = "property_number"
 SyncType = Literal["full", "selective"]
 # Columns written on every upsert besides the sheet-fed ones.
-BOOKKEEPING = ("content_hash", "synced_at", "removed_at", "last_sync_id")
+BOOKKEEPING = ("content_hash", "source_hash", "synced_at", "removed_at", "last_sync_id")
 WRITE_COLUMNS = (*mapping.COLUMNS, "extra", *BOOKKEEPING)
 # The most the bookkeeping columns spliced into one row's JSON at write time can add.
-BOOKKEEPING_BYTES = 220
+BOOKKEEPING_BYTES = 270
 
 
 class SheetSource(Protocol):
@@ -97,9 +104,14 @@ class PlannedRow:
     # The canonical JSON object of the sheet-fed columns + extra: the very bytes the
     # hash covers; content_hash and the other bookkeeping columns are added at write time.
     body: bytes
+    source: str  # models.source_hash of the row's raw cells
 
     def values(self) -> dict[str, Any]:
         return json.loads(self.body)
+
+
+# (sheet row, property number, PlannedRow or None for a row trusted unchanged)
+Streamed = tuple[int, str, PlannedRow | None]
 
 
 @dataclass
@@ -174,25 +186,43 @@ class SyncReport:
 # --- planning -----------------------------------------------------------------
 
 
+def _never(number: str, digest: str) -> bool:
+    return False
+
+
 def read_listings(
     source: SheetSource,
     aliases: dict[str, str],
     progress: Progress,
-) -> tuple[str, Iterator[tuple[int, Any]], list[str], list[RowProblem], Callable[[], int]]:
+    trusted: Callable[[str, str], bool] = _never,
+) -> tuple[str, Iterator[Streamed], list[str], list[RowProblem], Callable[[], int]]:
     """Map the header and return a lazy stream of converted rows.
 
-    Returns (tab, stream of (row, PlannedRow), warnings, problems, rows_seen):
-    warnings and problems fill up as the stream is consumed.
+    Returns (tab, stream of (row, property number, PlannedRow or None), warnings,
+    problems, rows_seen): warnings and problems fill up as the stream is consumed.
+    A row for which ``trusted(number, source hash)`` holds is not validated at all:
+    it comes as (row, number, None).
     """
     tab, header, rows = source.read()
     header_map = mapping.build_header_map(header, aliases, tab=tab)
+    signature = header_signature(header_map)
+    key_index = next(i for i, c in header_map.columns.items() if c == KEY)
     warnings: list[str] = list(header_map.warnings)
     problems: list[RowProblem] = []
     seen = [0]
 
-    def stream() -> Iterator[tuple[int, Any]]:
+    def stream() -> Iterator[Streamed]:
         for row_number, cells in rows:
             progress.advance()
+            digest = source_hash(cells, signature)
+            try:
+                number = mapping.coerce_key(cells[key_index]) if key_index < len(cells) else None
+            except mapping.CellError:
+                number = None  # converted below, which reports the problem as usual
+            if number is not None and trusted(number, digest):
+                seen[0] += 1
+                yield row_number, number, None
+                continue
             sheet_row, row_problems, row_warnings = convert_row(cells, header_map, row_number)
             warnings.extend(row_warnings)
             if row_problems:
@@ -204,13 +234,16 @@ def read_listings(
             seen[0] += 1
             # One serialisation serves both the hash and the request body.
             body = canonical_json(payload(sheet_row.listing))
+            number = sheet_row.listing.property_number
             yield (
                 row_number,
+                number,
                 PlannedRow(
-                    number=sheet_row.listing.property_number,
+                    number=number,
                     row=row_number,
                     hash=hashlib.sha256(body).hexdigest(),
                     body=body,
+                    source=digest,
                 ),
             )
 
@@ -243,19 +276,39 @@ def make_plan(
     max_remove_fraction: float,
     progress: Progress | None = None,
 ) -> Plan:
-    """Read the sheet and the table and decide what to write; write nothing."""
-    progress = progress or NoProgress()
-    progress.phase("reading sheet")
-    tab, stream, warnings, problems, rows_seen = read_listings(source, aliases, progress)
-    wanted = set(request.numbers) if request.sync_type == "selective" else None
+    """Read the table and the sheet and decide what to write; write nothing.
 
-    valid: dict[str, PlannedRow] = {}
+    The table is read first: a sheet row whose raw cells digest (source_hash) equals
+    that of its active listing is the listing the table holds, so it is counted
+    unchanged without being validated again (unless forced). It still counts as in
+    the sheet for duplicate keys and removals.
+    """
+    progress = progress or NoProgress()
+    wanted = set(request.numbers) if request.sync_type == "selective" else None
+    existing: dict[str, tuple[str | None, str | None, str | None]] = {}
+
+    def trusted(number: str, digest: str) -> bool:
+        current = existing.get(number)
+        return current is not None and current[2] == digest and current[1] is None
+
+    # The tab and header now (a bad sheet setting fails before the table is read), the
+    # rows lazily once the table's hashes are known.
+    tab, stream, warnings, problems, rows_seen = read_listings(
+        source, aliases, progress, _never if request.force else trusted
+    )
+    progress.phase("reading table")
+    existing.update(_existing(client, request))
+    progress.phase("reading sheet")
+
+    # None: a row trusted as unchanged, never validated.
+    valid: dict[str, PlannedRow | None] = {}
     rows_by_number: dict[str, list[int]] = {}
-    for row_number, planned in stream:
-        if wanted is not None and planned.number not in wanted:
+    for row_number, number, planned in stream:
+        if wanted is not None and number not in wanted:
             continue
-        rows_by_number.setdefault(planned.number, []).append(row_number)
-        valid.setdefault(planned.number, planned)
+        rows_by_number.setdefault(number, []).append(row_number)
+        if number not in valid:
+            valid[number] = planned
 
     plan = Plan(tab=tab, sheet_rows=rows_seen(), warnings=warnings)
     if wanted is not None:
@@ -295,11 +348,11 @@ def make_plan(
         found = set(valid) | plan.invalid_numbers
         plan.not_found = [n for n in request.numbers if n not in found]
 
-    progress.phase("reading table")
-    existing = _existing(client, request, list(valid))
     for number, planned in valid.items():
         current = existing.get(number)
-        if current is None:
+        if planned is None:
+            plan.unchanged += 1
+        elif current is None:
             plan.new.append(planned)
         elif request.force or current[0] != planned.hash or current[1] is not None:
             plan.changed.append(planned)
@@ -308,7 +361,7 @@ def make_plan(
 
     if request.sync_type == "full":
         in_sheet = set(valid) | plan.invalid_numbers
-        active = [n for n, (_, removed_at) in existing.items() if removed_at is None]
+        active = [n for n, (_, removed_at, _) in existing.items() if removed_at is None]
         plan.active_before = len(active)
         plan.removed = [n for n in active if n not in in_sheet]
         _guard_removals(plan, request, max_remove_fraction)
@@ -316,10 +369,11 @@ def make_plan(
 
 
 def _existing(
-    client: PostgrestClient, request: SyncRequest, numbers: Sequence[str]
-) -> dict[str, tuple[str | None, str | None]]:
-    """Return {property_number: (content_hash, removed_at)} for the listings that matter."""
-    select = "property_number,content_hash,removed_at"
+    client: PostgrestClient, request: SyncRequest
+) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """Return {property_number: (content_hash, removed_at, source_hash)} of the listings
+    that matter: all of them for a full sync, the numbers asked for otherwise."""
+    select = "property_number,content_hash,removed_at,source_hash"
     if request.sync_type == "full":
         # Supabase caps pages at 1000 (select_pages copes); plain PostgREST reads 100,000
         # hashes in 0.23 s at 10,000 a page against 0.39 s at 1000.
@@ -327,8 +381,11 @@ def _existing(
             LISTINGS, select=select, key=KEY, page_size=10_000
         )
     else:
-        rows = client.select_in(LISTINGS, select=select, column=KEY, values=list(numbers))
-    return {r[KEY]: (r.get("content_hash"), r.get("removed_at")) for r in rows}
+        numbers = list(dict.fromkeys(request.numbers))
+        rows = client.select_in(LISTINGS, select=select, column=KEY, values=numbers)
+    return {
+        r[KEY]: (r.get("content_hash"), r.get("removed_at"), r.get("source_hash")) for r in rows
+    }
 
 
 def _guard_removals(plan: Plan, request: SyncRequest, max_fraction: float) -> None:
@@ -398,7 +455,17 @@ def _body(rows: Sequence[PlannedRow], suffix: bytes) -> bytes:
     return (
         b"["
         + b",".join(
-            b"".join((r.body[:-1], b',"content_hash":"', r.hash.encode(), b'"', suffix))
+            b"".join(
+                (
+                    r.body[:-1],
+                    b',"content_hash":"',
+                    r.hash.encode(),
+                    b'","source_hash":"',
+                    r.source.encode(),
+                    b'"',
+                    suffix,
+                )
+            )
             for r in rows
         )
         + b"]"
