@@ -40,6 +40,7 @@ COLUMNS = (
     "notes",
     "extra",
     "content_hash",
+    "source_hash",
     "synced_at",
     "removed_at",
     "last_sync_id",
