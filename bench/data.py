@@ -159,24 +159,18 @@ def table_rows(rows: list[list[Any]], *, sync_id: str, synced_at: str) -> Iterat
     database does the same work for them as for the tool.
     """
     from listing_sync import mapping
-    from listing_sync.models import (
-        content_hash,
-        convert_row,
-        header_signature,
-        payload,
-        source_hash,
-    )
+    from listing_sync.models import content_hash, convert_row, payload
 
     aliases = {mapping.normalize_header(h): c for h, c in HEADERS.items() if c}
     header_map = mapping.build_header_map(rows[0], aliases, tab="Sheet1")
-    signature = header_signature(header_map)
+    signature = mapping.header_signature(header_map)
     for number, cells in enumerate(rows[1:], start=2):
         sheet_row, problems, _ = convert_row(cells, header_map, number)
         if problems or sheet_row is None:
             raise ValueError(f"bench data row {number} does not convert: {problems}")
         values = payload(sheet_row.listing)
         values["content_hash"] = content_hash(values)
-        values["source_hash"] = source_hash(cells, signature)
+        values["source_hash"] = mapping.source_hash(cells, signature)
         values["synced_at"] = synced_at
         values["removed_at"] = None
         values["last_sync_id"] = sync_id

@@ -165,39 +165,6 @@ def content_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(row)).hexdigest()
 
 
-# Bump when the same cells under the same header map can give a different listing or
-# wire form: a coercer's output for the same input, Listing, payload or canonical_json.
-# Every stored source_hash then stops matching, and the next run validates every row.
-SOURCE_VERSION: Final = 1
-
-
-def header_signature(header_map: HeaderMap) -> str:
-    """Return a stable digest of where each sheet column goes (computed once per run)."""
-    shape = (
-        sorted(header_map.columns.items()),
-        sorted(header_map.extra.items()),
-        sorted(header_map.blank),
-        header_map.width,
-    )
-    return hashlib.blake2b(repr(shape).encode(), digest_size=16).hexdigest()
-
-
-def source_hash(cells: Sequence[object], signature: str) -> str:
-    """Return a digest of one row's raw cells as the Sheets API sent them.
-
-    Equal digests mean the same cells under the same header map and the same
-    SOURCE_VERSION, hence the same listing: a run may then trust the stored
-    content_hash instead of validating the row again. Trailing empty cells do not
-    count (the API omits them anyway). The cells the API sends (str, int, float,
-    bool) have a repr that is the same in every process.
-    """
-    end = len(cells)
-    while end and is_blank(cells[end - 1]):
-        end -= 1
-    raw = repr((SOURCE_VERSION, signature, tuple(cells[:end])))
-    return hashlib.blake2b(raw.encode("utf-8", "backslashreplace"), digest_size=16).hexdigest()
-
-
 @dataclass(frozen=True)
 class RowProblem:
     """Why one sheet row (or one of its cells) could not be synced."""

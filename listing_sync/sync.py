@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import mapping
 from .errors import (
@@ -27,16 +27,12 @@ from .errors import (
     ListingSyncError,
     PermanentError,
 )
-from .models import (
-    RowProblem,
-    canonical_json,
-    convert_row,
-    header_signature,
-    payload,
-    source_hash,
-)
 from .postgrest import PostgrestClient, in_filters
 from .state import LISTINGS, MAX_ERROR_DETAILS, SyncStateStore, iso, utcnow
+
+if TYPE_CHECKING:
+    # Imported where a row is validated: pydantic costs 0.1 s of a run that validates none.
+    from .models import RowProblem
 
 log = logging.getLogger("listing_sync")
 
@@ -205,16 +201,17 @@ def read_listings(
     """
     tab, header, rows = source.read()
     header_map = mapping.build_header_map(header, aliases, tab=tab)
-    signature = header_signature(header_map)
+    signature = mapping.header_signature(header_map)
     key_index = next(i for i, c in header_map.columns.items() if c == KEY)
     warnings: list[str] = list(header_map.warnings)
     problems: list[RowProblem] = []
     seen = [0]
 
     def stream() -> Iterator[Streamed]:
+        models = None
         for row_number, cells in rows:
             progress.advance()
-            digest = source_hash(cells, signature)
+            digest = mapping.source_hash(cells, signature)
             try:
                 number = mapping.coerce_key(cells[key_index]) if key_index < len(cells) else None
             except mapping.CellError:
@@ -223,7 +220,11 @@ def read_listings(
                 seen[0] += 1
                 yield row_number, number, None
                 continue
-            sheet_row, row_problems, row_warnings = convert_row(cells, header_map, row_number)
+            if models is None:
+                from . import models
+            sheet_row, row_problems, row_warnings = models.convert_row(
+                cells, header_map, row_number
+            )
             warnings.extend(row_warnings)
             if row_problems:
                 problems.extend(row_problems)
@@ -233,7 +234,7 @@ def read_listings(
                 continue  # empty row
             seen[0] += 1
             # One serialisation serves both the hash and the request body.
-            body = canonical_json(payload(sheet_row.listing))
+            body = models.canonical_json(models.payload(sheet_row.listing))
             number = sheet_row.listing.property_number
             yield (
                 row_number,
@@ -327,6 +328,8 @@ def make_plan(
     # Duplicate keys: write none of them, keep the table's value, name every row.
     for number, rows in rows_by_number.items():
         if len(rows) > 1:
+            from .models import RowProblem
+
             rows.sort()
             valid.pop(number, None)
             plan.invalid_numbers.add(number)
@@ -354,7 +357,15 @@ def make_plan(
             plan.unchanged += 1
         elif current is None:
             plan.new.append(planned)
-        elif request.force or current[0] != planned.hash or current[1] is not None:
+        elif (
+            request.force
+            or current[0] != planned.hash
+            or current[1] is not None
+            # Written before source_hash existed: write it once, so later runs can skip it.
+            # (A known digest that differs only because a cell was retyped to an equal
+            # value stays unchanged and unwritten; the row is validated again next run.)
+            or current[2] is None
+        ):
             plan.changed.append(planned)
         else:
             plan.unchanged += 1
@@ -528,6 +539,8 @@ def write_rows(
 
 
 def _server_problem(row: PlannedRow, exc: PermanentError) -> RowProblem:
+    from .models import RowProblem
+
     return RowProblem(
         row=row.row, property_number=row.number, column=None, message=exc.message, value=None
     )

@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from listing_sync import models
-from listing_sync.mapping import COLUMNS, HeaderMap, build_header_map
+from listing_sync import mapping
+from listing_sync.mapping import (
+    COLUMNS,
+    HeaderMap,
+    build_header_map,
+    header_signature,
+    source_hash,
+)
 from listing_sync.models import (
     HASHED_KEYS,
     Listing,
@@ -21,9 +27,7 @@ from listing_sync.models import (
     SheetRow,
     content_hash,
     convert_row,
-    header_signature,
     payload,
-    source_hash,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,7 +356,7 @@ def test_source_hash_same_across_processes() -> None:
     code = (
         "import json, sys;"
         "from listing_sync.mapping import build_header_map;"
-        "from listing_sync.models import header_signature, source_hash;"
+        "from listing_sync.mapping import header_signature, source_hash;"
         "headers, cells = json.loads(sys.argv[1]);"
         "print(source_hash(cells, header_signature(build_header_map(headers, {}, tab='L'))))"
     )
@@ -379,6 +383,8 @@ def test_source_hash_changes_with_any_cell() -> None:
     assert len(API_ROW) + 1 == len(digests)
     typed = {source_hash(["A-1", value], SIGNATURE) for value in (1, 1.0, True, "1", " 1")}
     assert 5 == len(typed)
+    # A value marshal cannot take (not from the API) still gets a digest of its own.
+    assert source_hash(["A-1", Decimal("1")], SIGNATURE) not in typed
 
 
 def test_source_hash_ignores_trailing_empty_cells() -> None:
@@ -410,7 +416,7 @@ def test_source_hash_changes_with_the_header_map() -> None:
 
 
 def test_source_hash_changes_with_source_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bumping SOURCE_VERSION invalidates every stored digest."""
+    """Bumping SOURCE_VERSION changes the header signature, so every stored digest."""
     before = source_hash(API_ROW, SIGNATURE)
-    monkeypatch.setattr(models, "SOURCE_VERSION", models.SOURCE_VERSION + 1)
-    assert before != source_hash(API_ROW, SIGNATURE)
+    monkeypatch.setattr(mapping, "SOURCE_VERSION", mapping.SOURCE_VERSION + 1)
+    assert before != source_hash(API_ROW, header_signature(HEADER_MAP))
