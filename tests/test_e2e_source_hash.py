@@ -156,3 +156,22 @@ def test_a_changed_mapping_file_validates_every_row_again(
         n: (t["notes"], t["layout"]) for n, t in table.items()
     }
     assert outcome(total=2, skipped=2) == summary(full_sync(run_cli, env=env))
+
+
+def test_listings_written_before_source_hash_existed_are_written_once(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """A table from an older version (no source_hash) is written once, then skipped."""
+    set_sheet(clean_stack, [row("U-1"), row("U-2")])
+    full_sync(run_cli)
+    before = listings(clean_stack)
+    clean_stack.psql("update property_listings set source_hash = null;")
+
+    data = full_sync(run_cli)
+    assert outcome(total=2, success=2) == summary(data)
+    after = listings(clean_stack)
+    assert {n: t["source_hash"] for n, t in before.items()} == column(clean_stack, "source_hash")
+    assert {n: t["content_hash"] for n, t in before.items()} == {
+        n: t["content_hash"] for n, t in after.items()
+    }
+    assert outcome(total=2, skipped=2) == summary(full_sync(run_cli))
