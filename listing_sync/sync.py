@@ -289,14 +289,16 @@ def make_plan(
     existing: dict[str, tuple[str | None, str | None, str | None]] = {}
 
     def trusted(number: str, digest: str) -> bool:
+        if wanted is not None and number not in wanted:
+            return True  # not asked for: neither validated nor written nor reported
+        if request.force:
+            return False
         current = existing.get(number)
         return current is not None and current[2] == digest and current[1] is None
 
     # The tab and header now (a bad sheet setting fails before the table is read), the
     # rows lazily once the table's hashes are known.
-    tab, stream, warnings, problems, rows_seen = read_listings(
-        source, aliases, progress, _never if request.force else trusted
-    )
+    tab, stream, warnings, problems, rows_seen = read_listings(source, aliases, progress, trusted)
     progress.phase("reading table")
     existing.update(_existing(client, request))
     progress.phase("reading sheet")

@@ -175,3 +175,22 @@ def test_listings_written_before_source_hash_existed_are_written_once(
         n: t["content_hash"] for n, t in after.items()
     }
     assert outcome(total=2, skipped=2) == summary(full_sync(run_cli))
+
+
+def test_sync_numbers_leaves_rows_it_was_not_asked_for_alone(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """Rows not asked for are neither validated nor reported: their bad cells do not matter."""
+    set_sheet(clean_stack, [row("T-1", price="#N/A"), row("T-2", price="abc"), row("T-3")])
+    r, data = sync(run_cli, "sync", "numbers", "T-3")
+    assert 0 == r.returncode, output(r)
+    assert outcome(total=1, success=1) == summary(data)
+    assert ([], []) == (data["warnings"], data["problems"])
+    assert ["T-3"] == sorted(listings(clean_stack))
+
+    r, data = sync(run_cli, "sync", "numbers", "T-2", "T-3")
+    assert 1 == r.returncode, output(r)
+    assert outcome("partial", total=2, failed=1, skipped=1) == summary(data)
+    assert [(3, "T-2", "price")] == [
+        (p["row"], p["property_number"], p["column"]) for p in data["problems"]
+    ]
