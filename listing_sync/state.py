@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .errors import NotFoundError
+from .errors import NotFoundError, PermanentError
 from .postgrest import PostgrestClient
 
 TABLE = "sync_state"
@@ -113,10 +113,8 @@ class SyncStateStore:
         """Return one run, or raise NotFoundError."""
         try:
             rows = self.client.select(TABLE, filters=[("id", f"eq.{sync_id}")])
-        except Exception as exc:  # a malformed uuid is a 400 from PostgREST
-            from .errors import PermanentError
-
-            if isinstance(exc, PermanentError) and exc.code == "22P02":
+        except PermanentError as exc:
+            if exc.code == "22P02":  # not a uuid: PostgreSQL refuses to compare it
                 raise NotFoundError(f"no sync with id {sync_id!r} (not a valid id)") from None
             raise
         if not rows:
