@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -18,7 +18,6 @@ import httpx
 from .errors import ConfigError, Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
 
-T = TypeVar("T")
 DEPENDENCY = "postgrest"
 # Proxies in front of Supabase answer 414 beyond about 8 KB of URL.
 MAX_FILTER_CHARS = 6000
@@ -268,14 +267,3 @@ def _count_from_range(content_range: str | None) -> int:
     total = content_range.rsplit("/", 1)[1]
     return int(total) if total.isdigit() else 0
 
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Yield lists of at most ``size`` items."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
