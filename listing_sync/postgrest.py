@@ -266,4 +266,3 @@ def _count_from_range(content_range: str | None) -> int:
         return 0
     total = content_range.rsplit("/", 1)[1]
     return int(total) if total.isdigit() else 0
-
