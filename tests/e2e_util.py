@@ -206,3 +206,31 @@ def summary(data: Mapping[str, Any]) -> dict[str, Any]:
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """The counters of a sync_state row."""
     return {k: run[k] for k in RUN_KEYS}
+
+
+def outcome(
+    status: str = "completed",
+    *,
+    total: int,
+    success: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
+    removed: int = 0,
+) -> dict[str, object]:
+    """The expected summary of a run (exit code follows from the status)."""
+    return {
+        "status": status,
+        "exit_code": {"completed": 0, "partial": 1}[status],
+        "total": total,
+        "success": success,
+        "failed": failed,
+        "skipped": skipped,
+        "removed": removed,
+    }
+
+
+def full_sync(run_cli, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run `sync all ARGS --json`, check it exits 0, return the parsed output."""
+    r, data = sync(run_cli, "sync", "all", *args, env=env)
+    assert 0 == r.returncode, output(r)
+    return data

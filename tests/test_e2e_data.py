@@ -15,8 +15,10 @@ from e2e_util import (
     FAST_ENV,
     HEADER,
     column,
+    full_sync,
     listings,
     only_run,
+    outcome,
     output,
     row,
     runs,
@@ -32,34 +34,6 @@ pytestmark = pytest.mark.stack
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "devstack" / "sample"
-
-
-def outcome(
-    status: str = "completed",
-    *,
-    total: int,
-    success: int = 0,
-    failed: int = 0,
-    skipped: int = 0,
-    removed: int = 0,
-) -> dict[str, object]:
-    """The expected summary of a run (exit code follows from the status)."""
-    return {
-        "status": status,
-        "exit_code": {"completed": 0, "partial": 1}[status],
-        "total": total,
-        "success": success,
-        "failed": failed,
-        "skipped": skipped,
-        "removed": removed,
-    }
-
-
-def full_sync(run_cli, *args: str, env: dict[str, str] | None = None) -> dict:
-    """Run `sync all ARGS --json`, check it exits 0, return the parsed output."""
-    r, data = sync(run_cli, "sync", "all", *args, env=env)
-    assert 0 == r.returncode, output(r)
-    return data
 
 
 def column_of(table: dict[str, dict], name: str) -> dict[str, object]:

@@ -11,41 +11,23 @@ import re
 from pathlib import Path
 
 import pytest
-from e2e_util import column, listings, output, row, set_sheet, summary, sync
+from e2e_util import (
+    column,
+    full_sync,
+    listings,
+    outcome,
+    output,
+    row,
+    set_sheet,
+    summary,
+    sync,
+)
 
 from devstack import LocalStack
 
 pytestmark = pytest.mark.stack
 
 WARNING = "Row 2, column 'price': formula error #N/A read as empty"
-
-
-def outcome(
-    status: str = "completed",
-    *,
-    total: int,
-    success: int = 0,
-    failed: int = 0,
-    skipped: int = 0,
-    removed: int = 0,
-) -> dict[str, object]:
-    """The expected summary of a run (exit code follows from the status)."""
-    return {
-        "status": status,
-        "exit_code": {"completed": 0, "partial": 1}[status],
-        "total": total,
-        "success": success,
-        "failed": failed,
-        "skipped": skipped,
-        "removed": removed,
-    }
-
-
-def full_sync(run_cli, *args: str, env: dict[str, str] | None = None) -> dict:
-    """Run `sync all ARGS --json`, check it exits 0, return the parsed output."""
-    r, data = sync(run_cli, "sync", "all", *args, env=env)
-    assert 0 == r.returncode, output(r)
-    return data
 
 
 def test_an_identical_second_sync_validates_nothing(clean_stack: LocalStack, run_cli) -> None:
