@@ -125,6 +125,8 @@ def test_secret_never_in_repr() -> None:
     """The key does not show in the settings' repr."""
     s = load_settings(dict(BASE))
     assert "sekrit-key-value" not in repr(s)
+    assert "sekrit-key-value" not in f"{s.service_role_key} {s.service_role_key!r}"
+    assert "sekrit-key-value-1234567890" == s.service_role_key.get_secret_value()
 
 
 def test_state_dir_that_cannot_be_a_directory_is_a_setting_error(tmp_path: Path) -> None:
