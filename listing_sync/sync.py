@@ -138,12 +138,14 @@ class Plan:
             len(self.new)
             + len(self.changed)
             + self.unchanged
-            + len(self.invalid_numbers_or_rows())
+            + failed_rows(self.problems)
             + len(self.not_found)
         )
 
-    def invalid_numbers_or_rows(self) -> set[tuple[int, str | None]]:
-        return {(p.row, p.property_number) for p in self.problems}
+
+def failed_rows(problems: Iterable[RowProblem]) -> int:
+    """Count the rows behind ``problems`` (a row with three bad cells fails once)."""
+    return len({(p.row, p.property_number) for p in problems})
 
 
 @dataclass
@@ -652,7 +654,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         )
         report.success = written.written
         report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)
-        report.failed = len({(p.row, p.property_number) for p in report.problems})
+        report.failed = failed_rows(report.problems)
         if plan.removed:
             progress.phase("marking removed")
             report.removed = mark_removed(deps.client, plan.removed, sync_id=report.sync_id)
@@ -676,7 +678,7 @@ def _fill_from_plan(report: SyncReport, plan: Plan) -> None:
     report.total = plan.total
     report.skipped = plan.unchanged
     report.problems = list(plan.problems)
-    report.failed = len(plan.invalid_numbers_or_rows())
+    report.failed = failed_rows(plan.problems)
     report.not_found = list(plan.not_found)
     report.warnings = list(plan.warnings)
     report.removed = len(plan.removed)
