@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 
 from devstack import LocalStack
-from listing_sync.sync import WRITE_COLUMNS
+from listing_sync.schema import LISTINGS
 
 TABLE = "property_listings"
 BATCH = 1000
 # Exactly the columns the tool writes, so the baselines do the same work.
-COLUMNS = WRITE_COLUMNS
+COLUMNS = LISTINGS.write_columns
 
 
 def _headers(key: str) -> dict[str, str]:

@@ -1,33 +1,43 @@
-"""The command line: parse options, call one core function, map the outcome to output and
-an exit code. Heavy modules (pydantic, httpx, Google's client) are imported
-inside the commands so that ``--help`` stays fast.
+"""The command line: parse options, call one core function, render the outcome, exit.
+
+Heavy modules (pydantic, httpx, Google's client) are imported inside the commands
+so that ``--help`` stays fast. The options every command takes are declared once
+(``common_options``) and accepted after the command's name, as they always were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import signal
 import sys
+import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from . import __version__
 from .errors import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_SOFTWARE,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
     ConfigError,
     ListingSyncError,
     UsageError,
 )
+from .logs import Logs, setup_logging
 
 if TYPE_CHECKING:
     from .config import Settings
     from .output import OutputMode
-    from .sync import SyncReport, SyncRequest
+    from .pipeline.plan import SyncRequest
+    from .pipeline.run import SyncReport
 
 SYNC_EXIT_CODES = """\
 Exit codes: 0 completed (also when nothing changed); 1 partial (some rows failed or
@@ -65,6 +75,25 @@ breaker_app = typer.Typer(
 app.add_typer(sync_app, name="sync")
 app.add_typer(breaker_app, name="breaker")
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"listing-sync {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Keep a Supabase/PostgREST property_listings table equal to a Google Sheet."""
+
+
 # --- options every command takes ---------------------------------------------------
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON with stable keys on stdout.")]
@@ -90,15 +119,30 @@ InsecureOpt = Annotated[
     typer.Option("--allow-insecure-http", help="Allow plain http:// to hosts other than loopback."),
 ]
 
+_COMMON_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("json_", JsonOpt, False),
+    ("quiet", QuietOpt, False),
+    ("verbose", VerboseOpt, False),
+    ("log_format", LogFormatOpt, "text"),
+    ("config", ConfigOpt, None),
+    ("allow_insecure_http", InsecureOpt, False),
+)
 
-@dataclass(frozen=True)
+
+@dataclass
 class Common:
+    """The common options of one command, and the logging set up from them."""
+
     json: bool
     quiet: bool
     verbose: bool
     log_format: str
     config: Path | None
     allow_insecure_http: bool
+    logs: Logs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logs = setup_logging(self.mode(), log_format=self.log_format)
 
     def mode(self) -> OutputMode:
         from .output import OutputMode
@@ -106,21 +150,50 @@ class Common:
         return OutputMode.detect(json=self.json, quiet=self.quiet, verbose=self.verbose)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(command: F) -> F:
+    """Add the common options to ``command``, which receives them as ``common: Common``.
+
+    Typer reads the wrapper's signature: the command's own parameters, then the
+    common ones (so --help lists them last, and they are typed after the command).
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(name, p.annotation))
+        for name, p in inspect.signature(command).parameters.items()
+        if name != "common"
+    ]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in _COMMON_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = [kwargs.pop(name) for name, _, _ in _COMMON_OPTIONS]
+        return command(common=Common(*values), **kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return typing.cast(F, wrapper)
+
+
 def _exit(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def fail(message: str, code: int, *, as_json: bool) -> NoReturn:
+def fail(message: str, code: int, *, common: Common) -> NoReturn:
     """Print a one-line error (and a JSON error object with --json) and exit."""
-    from .output import error_line, redact
-
     # One line whatever the exception said, and never a secret it may have quoted.
-    message = redact(" ".join(message.split()))
-    if as_json:
+    message = common.logs.redact(" ".join(message.split()))
+    if common.json:
         from .output import print_json
 
         print_json({"status": "error", "error": message, "exit_code": code})
-    error_line(message)
+    common.logs.error_line(message)
     _exit(code)
 
 
@@ -134,9 +207,9 @@ def errors_to_exit(
     except typer.Exit:
         raise
     except ListingSyncError as exc:
-        fail(str(exc), map_code(exc.exit_code), as_json=common.json)
+        fail(str(exc), map_code(exc.exit_code), common=common)
     except KeyboardInterrupt:
-        fail("interrupted", map_code(75), as_json=common.json)
+        fail("interrupted", map_code(EXIT_TEMPFAIL), common=common)
     except Exception as exc:  # the last line of defence: no traceback for operators
         import logging
 
@@ -144,24 +217,22 @@ def errors_to_exit(
         fail(
             f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)",
             map_code(EXIT_SOFTWARE),
-            as_json=common.json,
+            common=common,
         )
 
 
-def load(common: Common, mode: OutputMode) -> Settings:
-    """Load settings and set up logging with the secrets redacted."""
+def load(common: Common) -> Settings:
+    """Load settings; from then on the service-role key is redacted everywhere."""
     from .config import load_settings
-    from .output import setup_logging
 
-    setup_logging(mode, log_format=common.log_format)
     if common.log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be 'text' or 'json', got {common.log_format!r}")
     settings = load_settings(
         config_file=common.config, allow_insecure_http=common.allow_insecure_http
     )
-    setup_logging(
-        mode, log_format=common.log_format, secrets=[settings.service_role_key.get_secret_value()]
-    )
+    common.logs.add_secret(settings.service_role_key.get_secret_value())
+    if settings.api_key is not None:
+        common.logs.add_secret(settings.api_key.get_secret_value())
     import logging
 
     logging.getLogger("listing_sync").debug(
@@ -217,15 +288,16 @@ def run_sync_command(
     """Run one sync for any ``sync`` subcommand and exit with its code."""
     mode = common.mode()
     with errors_to_exit(common):
-        from . import runtime, service
-        from .output import RichProgress, redact, stderr_console, sync_problem_lines
-        from .sync import NoProgress
+        from . import service, wiring
+        from .output import RichProgress, stderr_console, sync_problem_lines
+        from .pipeline.progress import NoProgress
 
-        settings = load(common, mode)
+        settings = load(common)
         settings.require_sheets()
-        stop = runtime.StopFlag()
+        stop = wiring.StopFlag()
         reporting = service.Reporting(
-            describe=lambda report: "\n".join(sync_problem_lines(report)), scrub=redact
+            describe=lambda report: "\n".join(sync_problem_lines(report)),
+            scrub=common.logs.redact,
         )
         with _Signals(stop.set), contextlib.ExitStack() as stack:
             progress = (
@@ -242,15 +314,14 @@ def run_sync_command(
                 wait=wait,
                 metrics_file=metrics_file,
             )
-        _show_sync(report, mode)
+        _show_sync(report, mode, common.logs)
     _exit(report.exit_code)
 
 
-def _show_sync(report: SyncReport, mode: OutputMode) -> None:
+def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
     from .output import (
         MAX_WARNING_LINES,
         print_json,
-        problem_lines,
         render_sync,
         stdout_console,
         sync_problem_lines,
@@ -263,10 +334,10 @@ def _show_sync(report: SyncReport, mode: OutputMode) -> None:
     elif mode.interactive or (report.dry_run and not mode.quiet):
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
-        problem_lines(sync_problem_lines(report))
+        logs.problem_lines(sync_problem_lines(report))
     elif mode.verbose and report.warnings:
         # A clean cron run stays silent; --verbose also shows cells read as null.
-        problem_lines(warning_lines(report.warnings, MAX_WARNING_LINES))
+        logs.problem_lines(warning_lines(report.warnings, MAX_WARNING_LINES))
 
 
 WaitOpt = Annotated[
@@ -303,7 +374,9 @@ MetricsOpt = Annotated[
     "sheet removed (guarded by SYNC_MAX_REMOVE_FRACTION).\n\n"
     "Example: listing-sync sync all --dry-run\n\n" + SYNC_EXIT_CODES,
 )
+@common_options
 def sync_all(
+    common: Common,
     force: ForceOpt = False,
     allow_mass_removal: Annotated[
         bool,
@@ -315,16 +388,9 @@ def sync_all(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
 ) -> None:
-    from .sync import SyncRequest
+    from .pipeline.plan import SyncRequest
 
-    common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     request = SyncRequest(
         "full", force=force, dry_run=dry_run, allow_mass_removal=allow_mass_removal
     )
@@ -367,7 +433,9 @@ def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
     "Example: listing-sync sync numbers A-0012 00123 --dry-run; "
     "cut -f1 list.tsv | listing-sync sync numbers --from-file -\n\n" + SYNC_EXIT_CODES,
 )
+@common_options
 def sync_numbers(
+    common: Common,
     numbers: Annotated[
         list[str] | None, typer.Argument(help="Property numbers, as in the sheet.")
     ] = None,
@@ -379,16 +447,9 @@ def sync_numbers(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
 ) -> None:
-    from .sync import SyncRequest
+    from .pipeline.plan import SyncRequest
 
-    common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     with errors_to_exit(common):
         wanted = read_numbers(numbers or [], from_file)
     request = SyncRequest("selective", numbers=tuple(wanted), force=force, dry_run=dry_run)
@@ -403,37 +464,26 @@ def sync_numbers(
     "Example: listing-sync status; listing-sync status 3f1c...-uuid --json\n\n"
     "Exit codes: 0 shown; 1 no such sync id; 69 PostgREST unreachable; 78 configuration error."
 )
+@common_options
 def status(
+    common: Common,
     sync_id: Annotated[str | None, typer.Argument(help="A run's id (from sync output).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 10,
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
 ) -> None:
-    common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     mode = common.mode()
     with errors_to_exit(common):
-        from . import runtime
+        from . import service
         from .output import print_json, render_run, render_runs, run_to_dict, stdout_console
-        from .state import SyncStateStore
 
-        settings = load(common, mode)
-        state = SyncStateStore(
-            runtime.postgrest_client(
-                settings, runtime.guards(settings, probe=True)["postgrest"], probe=True
-            )
-        )
+        settings = load(common)
         if sync_id:
-            run = state.get(sync_id)
+            run = service.show_run(settings, sync_id)
             if mode.json:
                 print_json(run_to_dict(run))
             elif not mode.quiet:
                 render_run(run, stdout_console())
         else:
-            runs = state.recent(limit)
+            runs = service.recent_runs(settings, limit)
             if mode.json:
                 print_json({"runs": [run_to_dict(r) for r in runs]})
             elif not mode.quiet:
@@ -453,34 +503,29 @@ def status(
     "Exit codes (Nagios convention): 0 healthy; 1 degraded; 2 unhealthy; 3 unknown "
     "(sync_state cannot be read); 78 configuration error (3 with --format nagios)."
 )
+@common_options
 def health(
+    common: Common,
     format_: Annotated[
         str, typer.Option("--format", help="text, json or nagios (one line with perfdata).")
     ] = "text",
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
 ) -> None:
+    from . import health as health_mod
+
     if format_ not in ("text", "json", "nagios"):
-        fail(f"--format must be text, json or nagios, got {format_!r}", 2, as_json=json_)
-    as_json = json_ or format_ == "json"
-    common = Common(as_json, quiet, verbose, log_format, config, allow_insecure_http)
+        fail(f"--format must be text, json or nagios, got {format_!r}", EXIT_USAGE, common=common)
+    common.json = common.json or format_ == "json"
     mode = common.mode()
     nagios = format_ == "nagios"
-    unknown = 3
+    unknown = health_mod.UNKNOWN
     with errors_to_exit(common, map_code=lambda c: unknown if nagios and c == EXIT_CONFIG else c):
         from datetime import UTC, datetime
 
-        from . import health as health_mod
-        from . import runtime, service
+        from . import service
         from .output import print_json, render_health, stdout_console
-        from .state import SyncStateStore
 
         try:
-            settings = load(common, mode)
+            settings = load(common)
         except ConfigError as exc:
             if not nagios:
                 raise
@@ -488,22 +533,7 @@ def health(
             report = health_mod.HealthReport(code=unknown, facts=None, error=str(exc))
             print(health_mod.nagios_line(report))
             _exit(unknown)
-        breaker_states = service.breaker_states(settings)
-        state = SyncStateStore(
-            runtime.postgrest_client(
-                settings, runtime.guards(settings, probe=True)["postgrest"], probe=True
-            )
-        )
-        now = datetime.now(UTC)
-        try:
-            facts = health_mod.gather(state, breaker_states, now=now)
-            report = health_mod.evaluate(facts, now=now, max_age=settings.health_max_age)
-        except ListingSyncError as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            report = health_mod.HealthReport(
-                code=unknown, facts=None, error=f"cannot read sync_state: {exc}"
-            )
+        report = health_mod.check(settings, service.breaker_states(settings), now=datetime.now(UTC))
         if nagios:
             print(health_mod.nagios_line(report))
         elif mode.json:
@@ -518,52 +548,22 @@ def health(
 
 
 @breaker_app.callback()
-def breaker_show(
-    ctx: typer.Context,
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
-) -> None:
+@common_options
+def breaker_show(common: Common, ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     mode = common.mode()
     with errors_to_exit(common):
-        from . import runtime
+        from . import service
         from .output import print_json, render_breakers, stdout_console
 
-        settings = load(common, mode)
-        rows = _breaker_rows(runtime.breakers(settings))
+        settings = load(common)
+        rows = service.breaker_rows(settings)
         if mode.json:
             print_json({"breakers": rows, "state_dir": str(settings.state_dir)})
         elif not mode.quiet:
             render_breakers(rows, stdout_console())
     _exit(EXIT_OK)
-
-
-def _breaker_rows(breakers: dict[str, Any]) -> list[dict[str, Any]]:
-    import time
-
-    rows = []
-    for name, breaker in breakers.items():
-        s = breaker.state()
-        retry_at = (
-            s.opened_at + breaker.timeout if s.state == "open" and s.opened_at is not None else None
-        )
-        rows.append(
-            {
-                "name": name,
-                "state": s.state,
-                "consecutive_failures": s.failures,
-                "opened_at": s.opened_at,
-                "retry_at": retry_at,
-                "retry_in_seconds": max(0.0, retry_at - time.time()) if retry_at else None,
-            }
-        )
-    return rows
 
 
 @breaker_app.command(
@@ -572,32 +572,67 @@ def _breaker_rows(breakers: dict[str, Any]) -> list[dict[str, Any]]:
     "Example: listing-sync breaker reset postgrest\n\n"
     "Exit codes: 0 closed; 2 no breaker by that name; 78 configuration error.",
 )
+@common_options
 def breaker_reset(
+    common: Common,
     name: Annotated[str | None, typer.Argument(help="sheets or postgrest")] = None,
-    json_: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = "text",
-    config: ConfigOpt = None,
-    allow_insecure_http: InsecureOpt = False,
 ) -> None:
-    common = Common(json_, quiet, verbose, log_format, config, allow_insecure_http)
     mode = common.mode()
     with errors_to_exit(common):
-        from . import runtime
+        from . import service
         from .output import print_json
 
-        settings = load(common, mode)
-        breakers = runtime.breakers(settings)
-        if name is not None and name not in breakers:
-            raise UsageError(f"no breaker named {name!r}; breakers: {', '.join(breakers)}")
-        names = [name] if name else list(breakers)
-        for n in names:
-            breakers[n].reset()
+        settings = load(common)
+        names = service.reset_breakers(settings, name)
         if mode.json:
             print_json({"reset": names})
         elif not mode.quiet:
             print("closed: " + ", ".join(names))
+    _exit(EXIT_OK)
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+@app.command(
+    "mint-key",
+    help="Print a PostgREST key (an HS256 JWT) for a database role, such as the "
+    "least-privilege listing_sync role that sql/004 creates.\n\n"
+    "The JWT secret (Supabase: Project Settings, API, JWT secret) comes from "
+    "SUPABASE_JWT_SECRET or the first line of stdin, never from an argument, which "
+    "any user could read in `ps`.\n\n"
+    "Example: listing-sync mint-key --role listing_sync --expires-in 365d "
+    "< jwt-secret > /etc/listing-sync/key && chmod 600 /etc/listing-sync/key\n\n"
+    "Exit codes: 0 printed; 2 no secret given or a bad option.",
+)
+@common_options
+def mint_key(
+    common: Common,
+    role: Annotated[
+        str, typer.Option("--role", metavar="ROLE", help="The database role the key acts as.")
+    ] = "listing_sync",
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            metavar="DURATION",
+            help="Lifetime such as 90d, 12h or seconds; none by default.",
+        ),
+    ] = None,
+) -> None:
+    import os
+
+    from .keys import mint_jwt, parse_lifetime
+
+    with errors_to_exit(common):
+        lifetime = parse_lifetime(expires_in) if expires_in is not None else None
+        secret = os.environ.get("SUPABASE_JWT_SECRET", "").strip()
+        if not secret and not sys.stdin.isatty():
+            secret = sys.stdin.readline().strip()
+        if not secret:
+            raise UsageError("no JWT secret: set SUPABASE_JWT_SECRET or pipe the secret on stdin")
+        common.logs.add_secret(secret)
+        print(mint_jwt(secret, role, expires_in=lifetime))
     _exit(EXIT_OK)
 
 

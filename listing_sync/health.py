@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .state import SyncStateStore, duration_of, parse_ts
+from .config import Settings
+from .errors import ConfigError, ListingSyncError
+from .listings import ListingsStore
+from .state import SyncStateStore, duration_of
+from .timeutil import parse_ts
 
 # The seed's thresholds.
 ERROR_RATE_WARNING = 0.05
@@ -180,8 +184,32 @@ def _plugin_text(text: str) -> str:
     return " ".join(text.replace("|", "/").split())
 
 
-def gather(state: SyncStateStore, breaker_states: dict[str, str], *, now: datetime) -> HealthFacts:
-    """Read the facts the alerts need from sync_state and the breaker files."""
+def pending_failures(state: SyncStateStore, listings: ListingsStore) -> int:
+    """Count listings whose latest sync attempt failed and that have not synced since.
+
+    The seed's "queue size": failures come from the row errors of recent runs; a
+    listing counts until its ``synced_at`` is newer than its last failure.
+    """
+    failed_at = state.failures_since()
+    if not failed_at:
+        return 0
+    synced = {n: parse_ts(v) for n, v in listings.synced_at(sorted(failed_at)).items()}
+    count = 0
+    for number, when in failed_at.items():
+        last = synced.get(number)
+        if last is None or last < when:
+            count += 1
+    return count
+
+
+def gather(
+    state: SyncStateStore,
+    listings: ListingsStore,
+    breaker_states: dict[str, str],
+    *,
+    now: datetime,
+) -> HealthFacts:
+    """Read the facts the alerts need from sync_state, the listings and the breaker files."""
     stats = state.stats()
     last_run = stats.last_run
     return HealthFacts(
@@ -191,6 +219,23 @@ def gather(state: SyncStateStore, breaker_states: dict[str, str], *, now: dateti
         last_run_duration=duration_of(last_run) if last_run else None,
         last_completed_at=parse_ts((stats.last_completed or {}).get("completed_at")),
         last_full_completed_at=parse_ts((stats.last_completed_full or {}).get("completed_at")),
-        pending_failures=state.pending_failures(),
+        pending_failures=pending_failures(state, listings),
         breakers=breaker_states,
     )
+
+
+def check(settings: Settings, breaker_states: dict[str, str], *, now: datetime) -> HealthReport:
+    """Gather the facts with a probe's short budget and decide; UNKNOWN if they cannot be read.
+
+    A ConfigError (a refused key, a missing table) propagates: it is the operator's to fix.
+    """
+    from .wiring import open_runtime
+
+    try:
+        with open_runtime(settings, probe=True) as runtime:
+            facts = gather(runtime.state, runtime.listings, breaker_states, now=now)
+    except ConfigError:
+        raise
+    except ListingSyncError as exc:
+        return HealthReport(code=UNKNOWN, facts=None, error=f"cannot read sync_state: {exc}")
+    return evaluate(facts, now=now, max_age=settings.health_max_age)

@@ -13,8 +13,8 @@ either of two forms (they may be mixed in one file)::
     [aliases]
     "Walk (min)" = "walk_minutes"
 
-Alias keys are normalized like headers; values must name a sheet-fed column
-(``COLUMNS``). A header that is neither a column name nor an alias keeps its
+Alias keys are normalized like headers; values must name a sheet-fed column of
+the table (``schema.LISTINGS``). A header that is neither a column name nor an alias keeps its
 values in ``extra``, keyed by the header text as typed (trimmed).
 
 Cells are read by one coercer per column type, each ``(value) -> value or None``.
@@ -36,36 +36,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 from .errors import ConfigError, DataError
-
-ColumnType = Literal["text", "integer", "numeric", "date", "boolean", "yen"]
-
-KEY_COLUMN: Final = "property_number"
-
-# The sheet-fed columns of property_listings, in table order.
-COLUMNS: Final[dict[str, ColumnType]] = {
-    "property_number": "text",
-    "property_type": "text",
-    "status": "text",
-    "address": "text",
-    "price": "yen",
-    "land_area_m2": "numeric",
-    "building_area_m2": "numeric",
-    "layout": "text",
-    "nearest_station": "text",
-    "walk_minutes": "integer",
-    "listed_on": "date",
-    "parking": "boolean",
-    "notes": "text",
-}
-
-# Table columns listing-sync writes itself; a header with one of these names is
-# an ordinary unknown header (its values go to extra), never a way to overwrite them.
-MANAGED_COLUMNS: Final = frozenset(
-    {"extra", "content_hash", "source_hash", "synced_at", "removed_at", "last_sync_id"}
-)
+from .schema import LISTINGS, ColumnKind, ListingsTable
 
 FORMULA_ERRORS: Final = frozenset(
     {"#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NUM!", "#NULL!", "#ERROR!"}
@@ -112,14 +86,14 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def _column_name(value: object) -> str | None:
+def _column_name(value: object, table: ListingsTable) -> str | None:
     if not isinstance(value, str):
         return None
     name = normalize_header(value)
-    return name if name in COLUMNS else None
+    return name if name in table.columns else None
 
 
-def load_aliases(path: Path | None) -> dict[str, str]:
+def load_aliases(path: Path | None, table: ListingsTable = LISTINGS) -> dict[str, str]:
     """Read the SYNC_MAPPING file into {normalized header: table column}."""
     if path is None:
         return {}
@@ -142,11 +116,11 @@ def load_aliases(path: Path | None) -> dict[str, str]:
     aliases: dict[str, str] = {}
     origin: dict[str, str] = {}
     for key, value in pairs:
-        column = _column_name(value)
+        column = _column_name(value, table)
         if column is None:
             raise ConfigError(
                 f"SYNC_MAPPING: {path}: entry {key!r} = {value!r} must name one of the "
-                f"sheet-fed columns: {', '.join(COLUMNS)}"
+                f"sheet-fed columns: {', '.join(table.columns)}"
             )
         name = normalize_header(key)
         if not name:
@@ -184,12 +158,16 @@ def _header_text(value: object) -> str:
 
 
 def build_header_map(
-    headers: Sequence[object], aliases: Mapping[str, str], *, tab: str
+    headers: Sequence[object],
+    aliases: Mapping[str, str],
+    *,
+    tab: str,
+    table: ListingsTable = LISTINGS,
 ) -> HeaderMap:
     """Map header cells to table columns by name; raise DataError if the sheet is unusable."""
     lookup: dict[str, str] = {}
     for key, value in aliases.items():
-        column = _column_name(value)
+        column = _column_name(value, table)
         if column is None:
             raise ConfigError(f"SYNC_MAPPING: alias {key!r} = {value!r} names no sheet-fed column")
         lookup[normalize_header(key)] = column
@@ -208,7 +186,7 @@ def build_header_map(
             continue
         name = normalize_header(text)
         # An explicit alias wins over a same-named column.
-        column = lookup.get(name) or (name if name in COLUMNS else None)
+        column = lookup.get(name) or (name if name in table.columns else None)
         where = column_letter(index)
         if column is not None:
             if column in mapped_at:
@@ -230,20 +208,20 @@ def build_header_map(
             )
         extra_at[text] = index
         extra[index] = text
-        if name in MANAGED_COLUMNS:
+        if name in table.managed:
             warnings.append(
                 f"Header {text!r} (column {where}) in tab {tab!r} names a column listing-sync "
                 "manages itself; its values are kept in extra instead."
             )
 
-    if KEY_COLUMN not in mapped_at:
+    if table.key not in mapped_at:
         found = ", ".join(t for t in texts if t) or "(no headers)"
         raise DataError(
-            f"Header {KEY_COLUMN!r} not found in tab {tab!r}; found: {found}. "
+            f"Header {table.key!r} not found in tab {tab!r}; found: {found}. "
             "Add the column or map it in SYNC_MAPPING."
         )
     # A renamed header silently empties its column: say so once, with the likely suspects.
-    missing = [repr(c) for c in COLUMNS if c not in mapped_at]
+    missing = [repr(c) for c in table.columns if c not in mapped_at]
     if missing:
         unmapped = ", ".join(extra.values()) or "none"
         warnings.append(
@@ -412,7 +390,7 @@ def coerce_integer(value: object) -> int | None:
     if cls is int:
         return _integer_in_range(value)  # type: ignore[arg-type]
     if cls is float:
-        if not (math.isfinite(value) and value.is_integer()):  # type: ignore[attr-defined]
+        if not (math.isfinite(value) and value.is_integer()):  # type: ignore[arg-type,attr-defined]
             raise CellError("not a whole number")
         return _integer_in_range(int(value))  # type: ignore[call-overload]
     if cls is str or isinstance(value, str):
@@ -730,11 +708,11 @@ def coerce_extra(value: object) -> str | int | float | bool | None:
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise CellError("not a finite number")
         # Same hash whether the API sent 123 or 123.0.
-        return int(value) if value.is_integer() else value  # type: ignore[attr-defined,call-overload]
+        return int(value) if value.is_integer() else value  # type: ignore[attr-defined,call-overload,return-value]
     return coerce_text(value)
 
 
-COERCERS: Final[dict[ColumnType, Callable[[object], object]]] = {
+COERCERS: Final[dict[ColumnKind, Callable[[object], object]]] = {
     "text": coerce_text,
     "integer": coerce_integer,
     "numeric": coerce_numeric,
@@ -781,7 +759,7 @@ def source_hash(cells: Sequence[object], signature: str) -> str:
         # marshal format 2 tags every value with its type (1, 1.0, True and "1" differ)
         # and has no back-references, so equal cells give equal bytes in any process;
         # 2x faster than repr. Only the JSON types the API sends are expected.
-        raw = b"m" + marshal.dumps(row, 2)
+        raw = b"m" + marshal.dumps(row, 2)  # type: ignore[arg-type]  # ValueError below
     except ValueError:
         raw = b"r" + repr(row).encode("utf-8", "backslashreplace")
     return hashlib.blake2b(signature.encode() + raw, digest_size=16).hexdigest()

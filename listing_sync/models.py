@@ -26,11 +26,10 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
 )
 
 from .mapping import (
-    COLUMNS,
-    KEY_COLUMN,
     CellError,
     FormulaError,
     HeaderMap,
@@ -46,6 +45,7 @@ from .mapping import (
     decimal_text,
     is_blank,
 )
+from .schema import LISTINGS, ColumnKind
 
 
 def formula_warning(row: int | None, column: str, code: str) -> str:
@@ -65,7 +65,8 @@ def _read_with(coerce: Callable[[object], object]) -> BeforeValidator:
             if context is not None:
                 warnings = context.get("warnings")
                 if warnings is not None:
-                    warnings.append(formula_warning(context.get("row"), info.field_name, exc.code))
+                    column = info.field_name or "?"
+                    warnings.append(formula_warning(context.get("row"), column, exc.code))
             return None
 
     return BeforeValidator(read)
@@ -92,31 +93,47 @@ Day = Annotated[date | None, _read_with(coerce_date)]
 Flag = Annotated[bool | None, _read_with(coerce_boolean)]
 
 
-class Listing(BaseModel):
-    """One property listing as read from the sheet (the sheet-fed columns + extra)."""
+_FIELD_TYPES: Final[dict[ColumnKind, object]] = {
+    "text": Text,
+    "integer": Integer,
+    "numeric": Numeric,
+    "yen": Yen,
+    "date": Day,
+    "boolean": Flag,
+}
 
+
+class _ListingBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    property_number: Annotated[str, BeforeValidator(_read_key)]
-    property_type: Text = None
-    status: Text = None
-    address: Text = None
-    price: Yen = None
-    land_area_m2: Numeric = None
-    building_area_m2: Numeric = None
-    layout: Text = None
-    nearest_station: Text = None
-    walk_minutes: Integer = None
-    listed_on: Day = None
-    parking: Flag = None
-    notes: Text = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+
+def _listing_model() -> type[BaseModel]:
+    """Build the Listing model from the table's declaration (schema.LISTINGS)."""
+    fields: dict[str, Any] = {}
+    for name, kind in LISTINGS.columns.items():
+        if name == LISTINGS.key:
+            fields[name] = (Annotated[str, BeforeValidator(_read_key)], ...)
+        else:
+            fields[name] = (_FIELD_TYPES[kind], None)
+    fields[LISTINGS.extra] = (dict[str, Any], Field(default_factory=dict))
+    return create_model(
+        "Listing",
+        __base__=_ListingBase,
+        __doc__="One property listing as read from the sheet (the sheet-fed columns + extra).",
+        __module__=__name__,
+        **fields,
+    )
+
+
+# One property listing as read from the sheet: a field per sheet-fed column, then extra.
+Listing: Any = _listing_model()
 
 
 # Keys of the wire form that the content hash covers: the sheet-fed values + extra.
-HASHED_KEYS: Final = (*COLUMNS, "extra")
-_DECIMAL_COLUMNS: Final = tuple(c for c, kind in COLUMNS.items() if kind == "numeric")
-_DATE_COLUMNS: Final = tuple(c for c, kind in COLUMNS.items() if kind == "date")
+HASHED_KEYS: Final = LISTINGS.hashed_columns
+_COLUMNS: Final = tuple(LISTINGS.columns)
+_DECIMAL_COLUMNS: Final = tuple(c for c, kind in LISTINGS.columns.items() if kind == "numeric")
+_DATE_COLUMNS: Final = tuple(c for c, kind in LISTINGS.columns.items() if kind == "date")
 # Built once: json.dumps with options builds a new encoder on every call.
 _CANONICAL_JSON: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -137,17 +154,17 @@ def _json_decimal(value: Decimal) -> int | float | str:
     return number if repr(number) == text else text
 
 
-def payload(listing: Listing) -> dict[str, Any]:
+def payload(listing: BaseModel) -> dict[str, Any]:
     """Return the JSON-ready row for PostgREST: every sheet-fed column, then extra."""
     values = listing.__dict__
-    row: dict[str, Any] = {column: values[column] for column in COLUMNS}
+    row: dict[str, Any] = {column: values[column] for column in _COLUMNS}
     for column in _DECIMAL_COLUMNS:
         if row[column] is not None:
             row[column] = _json_decimal(row[column])
     for column in _DATE_COLUMNS:
         if row[column] is not None:
             row[column] = row[column].isoformat()
-    row["extra"] = dict(values["extra"])
+    row[LISTINGS.extra] = dict(values[LISTINGS.extra])
     return row
 
 
@@ -185,7 +202,7 @@ class SheetRow:
     """A sheet row that became a valid listing."""
 
     row: int
-    listing: Listing
+    listing: BaseModel
 
 
 def _safe_key(value: object) -> str | None:
@@ -254,7 +271,7 @@ def convert_row(
             continue
         if value is not None:
             extra[header] = value
-    data["extra"] = extra
+    data[LISTINGS.extra] = extra
 
     if header_map.blank or width > header_map.width:
         unheaded = sorted(i for i in header_map.blank if i < width)
@@ -266,7 +283,7 @@ def convert_row(
                     "the value is ignored."
                 )
 
-    listing: Listing | None = None
+    listing: BaseModel | None = None
     failures: list[tuple[str | None, str, object]] = []
     try:
         listing = Listing.model_validate(data, context={"warnings": warnings, "row": row_number})
@@ -274,7 +291,7 @@ def convert_row(
         failures = _failures(exc, data)
     failures.extend(extra_failures)
     if listing is None or failures:
-        number = _safe_key(data.get(KEY_COLUMN))
+        number = _safe_key(data.get(LISTINGS.key))
         problems = [RowProblem(row_number, number, c, reason, raw) for c, reason, raw in failures]
         return None, problems, warnings
     return SheetRow(row_number, listing), [], warnings

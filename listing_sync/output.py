@@ -1,13 +1,12 @@
-"""Everything the terminal sees: rich tables, progress, JSON, log lines.
+"""Everything the terminal sees: rich tables, progress and JSON (log lines: ``logs``).
 
-Nothing outside the CLI and this module prints. JSON keys are stable: scripts
-read them.
+Nothing outside the CLI, this module and ``logs`` prints. JSON keys are stable:
+scripts read them.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -19,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .health import NAGIOS, HealthReport
-from .state import duration_of, parse_ts
-from .sync import SyncReport
+from .pipeline.run import SyncReport
+from .state import duration_of
+from .timeutil import parse_ts
 
 MAX_PROBLEM_LINES = 20
 MAX_WARNING_LINES = 10
@@ -59,130 +59,6 @@ def print_json(data: Any, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
     stream.flush()
-
-
-# --- logging ------------------------------------------------------------------
-
-
-class RedactFilter(logging.Filter):
-    """Replace secrets in every log record, whatever code logged them."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 8]
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            # The traceback is text too (exception messages): render and redact it here.
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self.redact(record.exc_text)
-        return True
-
-
-_redactor = RedactFilter(())
-
-
-def redact(text: str) -> str:
-    """Remove the secrets known to the current logging setup from ``text``."""
-    return _redactor.redact(text)
-
-
-def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
-    if record.exc_text:
-        return record.exc_text
-    return formatter.formatException(record.exc_info) if record.exc_info else None
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("sync_id", "event"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        traceback = _traceback(self, record)
-        if traceback:
-            entry["traceback"] = traceback
-        return json.dumps(entry, ensure_ascii=False)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = f"listing-sync: {record.levelname.lower()}: {record.getMessage()}"
-        traceback = _traceback(self, record)
-        return f"{line}\n{traceback}" if traceback else line
-
-
-def setup_logging(
-    mode: OutputMode, *, log_format: str, secrets: Iterable[str] = ()
-) -> RedactFilter:
-    """Send the core's log lines to stderr in the chosen format."""
-    global _redactor
-    logger = logging.getLogger("listing_sync")
-    logger.handlers.clear()
-    logger.propagate = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    redact = RedactFilter(secrets)
-    _redactor = redact
-    handler.addFilter(redact)
-    logger.addHandler(handler)
-    # Warnings from the libraries underneath (google, httpx) get the same format and
-    # redaction instead of Python's bare last-resort handler.
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "listing_sync", False)]:
-        root.removeHandler(old)
-    foreign = logging.StreamHandler(sys.stderr)
-    foreign.listing_sync = True  # type: ignore[attr-defined]
-    foreign.setFormatter(handler.formatter)
-    foreign.addFilter(redact)
-    foreign.setLevel(logging.WARNING)
-    root.addHandler(foreign)
-    if mode.verbose:
-        logger.setLevel(logging.DEBUG)
-    elif mode.quiet:
-        logger.setLevel(logging.ERROR)
-    else:
-        logger.setLevel(logging.WARNING)
-    return redact
-
-
-def _json_logging() -> bool:
-    logger = logging.getLogger("listing_sync")
-    return any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers)
-
-
-def error_line(message: str) -> None:
-    """Print the one-line error on stderr (a JSON log record with --log-format json)."""
-    message = redact(" ".join(message.split()))
-    if _json_logging():
-        logging.getLogger("listing_sync").error("%s", message)
-    else:
-        print(f"listing-sync: error: {message}", file=sys.stderr)
-
-
-def problem_lines(lines: Iterable[str]) -> None:
-    """Print a few lines about a run that was not clean on stderr (JSON records if asked)."""
-    logger = logging.getLogger("listing_sync")
-    as_json = _json_logging()
-    for line in lines:
-        if as_json:
-            logger.warning("%s", line)
-        else:
-            print(redact(line), file=sys.stderr)
 
 
 # --- progress -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -124,6 +124,17 @@ class PostgrestClient:
             "Accept": "application/json",
         }
 
+    def with_guard(self, guard: Guard) -> PostgrestClient:
+        """Return a client that sends through ``guard`` over this client's connections."""
+        other = object.__new__(PostgrestClient)
+        other.base_url, other.guard, other.http, other._headers = (
+            self.base_url,
+            guard,
+            self.http,
+            self._headers,
+        )
+        return other
+
     def close(self) -> None:
         self.http.close()
 
@@ -132,7 +143,7 @@ class PostgrestClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
         content: bytes | None = None,
         prefer: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -150,7 +161,12 @@ class PostgrestClient:
         def attempt() -> httpx.Response:
             try:
                 response = self.http.request(
-                    method, url, params=params, content=content, headers=headers
+                    # httpx's QueryParamTypes is a union of invariant lists: ours fit it.
+                    method,
+                    url,
+                    params=cast(Any, params),
+                    content=content,
+                    headers=headers,
                 )
             except httpx.HTTPError as exc:
                 raise translate_httpx_error(exc, what) from exc

@@ -1,8 +1,10 @@
-"""One sync run as cron sees it, around the pipeline in ``sync.py``.
+"""What each command does, below the CLI: runs, run records and breakers.
 
-The run lock, the run's budget, the healthchecks-style pings at the start and
-the end, and the Prometheus metrics file. The CLI wraps this with signal
-handling, progress drawing and output; nothing here prints.
+``execute`` is one sync as cron sees it: the run lock, the run's budget, the
+healthchecks-style pings at the start and the end, and the Prometheus metrics
+file around the pipeline. ``show_run``/``recent_runs`` read ``sync_state``;
+``breaker_rows``/``reset_breakers`` read and reset the local breaker files.
+Nothing here prints.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import mapping, notify, runtime
+from . import notify, wiring
 from .config import Settings
-from .errors import EXIT_OK, EXIT_SOFTWARE, EXIT_TEMPFAIL, ListingSyncError
-from .state import SyncStateStore
-from .sync import Progress, SyncDeps, SyncReport, SyncRequest, run_sync
+from .errors import EXIT_OK, EXIT_SOFTWARE, EXIT_TEMPFAIL, ListingSyncError, UsageError
+from .pipeline.plan import SyncRequest
+from .pipeline.progress import Progress
+from .pipeline.run import SyncReport, run_sync
 
 
 @dataclass(frozen=True)
@@ -27,31 +31,11 @@ class Reporting:
     scrub: Callable[[str], str]  # removes secrets from any text leaving the process
 
 
-def build_deps(settings: Settings, stop: runtime.StopFlag) -> tuple[SyncDeps, list]:
-    """Wire the pipeline's dependencies; return them and every guard the run uses."""
-    guards = runtime.guards(settings, stop=stop)
-    client = runtime.postgrest_client(settings, guards["postgrest"])
-    # A SIGTERM stops sync_state writes too, except the run's outcome: that one
-    # skips the stop check (same breaker, rate limit and budget).
-    outcome_guard = runtime.unstoppable(guards["postgrest"])
-    state = SyncStateStore(client, outcome_client=runtime.postgrest_client(settings, outcome_guard))
-    deps = SyncDeps(
-        client=client,
-        state=state,
-        source=runtime.sheets_reader(settings, guards["sheets"]),
-        aliases=mapping.load_aliases(settings.mapping_file),
-        batch_size=settings.batch_size,
-        batch_max_bytes=settings.batch_max_bytes,
-        max_remove_fraction=settings.max_remove_fraction,
-    )
-    return deps, [*guards.values(), outcome_guard]
-
-
 def execute(
     settings: Settings,
     request: SyncRequest,
     *,
-    stop: runtime.StopFlag,
+    stop: wiring.StopFlag,
     progress: Progress,
     reporting: Reporting,
     wait: float | None = None,
@@ -62,28 +46,29 @@ def execute(
     Raises the pipeline's errors unchanged, after the monitor has heard how
     the run ended. A dry run takes no lock, sends no ping and writes no metrics.
     """
-    deps, guards = build_deps(settings, stop)
-    if request.dry_run:
-        return run_sync(deps, request, progress)
+    with wiring.open_runtime(settings, stop=stop) as runtime:
+        deps = runtime.sync_deps()
+        if request.dry_run:
+            return run_sync(deps, request, progress)
 
-    metrics_path = metrics_file or settings.metrics_file
-    lock = runtime.run_lock(settings)
-    # A SIGTERM while waiting (--wait) ends the wait: exit 75, nothing started.
-    lock.acquire(wait=wait, sleep=stop.sleep_or_raise)
-    try:
-        runtime.start_budget(settings, *guards)
-        notify.ping(settings.ping_url, "start")
+        metrics_path = metrics_file or settings.metrics_file
+        lock = wiring.run_lock(settings)
+        # A SIGTERM while waiting (--wait) ends the wait: exit 75, nothing started.
+        lock.acquire(wait=wait, sleep=stop.sleep_or_raise)
         try:
-            report = run_sync(deps, request, progress)
-        except (Exception, KeyboardInterrupt) as exc:
-            # Also for a crash: the monitor must hear how the started run ended.
-            code = _exit_code_of(exc)
-            notify.ping(settings.ping_url, str(code), body=reporting.scrub(str(exc)))
-            if metrics_path:
-                write_metrics(settings, metrics_path, request, None, code)
-            raise
-    finally:
-        lock.release()
+            runtime.start_budget()
+            notify.ping(settings.ping_url, "start")
+            try:
+                report = run_sync(deps, request, progress)
+            except (Exception, KeyboardInterrupt) as exc:
+                # Also for a crash: the monitor must hear how the started run ended.
+                code = _exit_code_of(exc)
+                notify.ping(settings.ping_url, str(code), body=reporting.scrub(str(exc)))
+                if metrics_path:
+                    write_metrics(settings, metrics_path, request, None, code)
+                raise
+        finally:
+            lock.release()
     if metrics_path:
         write_metrics(settings, metrics_path, request, report, report.exit_code)
     event = "success" if report.exit_code == EXIT_OK else str(report.exit_code)
@@ -95,11 +80,6 @@ def _exit_code_of(exc: BaseException) -> int:
     if isinstance(exc, ListingSyncError):
         return exc.exit_code
     return EXIT_TEMPFAIL if isinstance(exc, KeyboardInterrupt) else EXIT_SOFTWARE
-
-
-def breaker_states(settings: Settings) -> dict[str, str]:
-    """Return each dependency's breaker state as kept in the state directory."""
-    return {name: b.state().state for name, b in runtime.breakers(settings).items()}
 
 
 def write_metrics(
@@ -123,3 +103,59 @@ def write_metrics(
         success=exit_code == EXIT_OK,
     )
     notify.write_metrics(path, run, breaker_states(settings))
+
+
+# --- run records ---------------------------------------------------------------------
+
+
+def show_run(settings: Settings, sync_id: str) -> dict[str, Any]:
+    """Return one run's sync_state row, or raise NotFoundError."""
+    with wiring.open_runtime(settings, probe=True) as runtime:
+        return runtime.state.get(sync_id)
+
+
+def recent_runs(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """Return the most recent runs, newest first."""
+    with wiring.open_runtime(settings, probe=True) as runtime:
+        return runtime.state.recent(limit)
+
+
+# --- breakers ------------------------------------------------------------------------
+
+
+def breaker_states(settings: Settings) -> dict[str, str]:
+    """Return each dependency's breaker state as kept in the state directory."""
+    return {name: b.state().state for name, b in wiring.breakers(settings).items()}
+
+
+def breaker_rows(settings: Settings, *, now: float | None = None) -> list[dict[str, Any]]:
+    """Describe each breaker: state, consecutive failures, when it lets a call through."""
+    now = time.time() if now is None else now
+    rows = []
+    for name, breaker in wiring.breakers(settings).items():
+        s = breaker.state()
+        retry_at = (
+            s.opened_at + breaker.timeout if s.state == "open" and s.opened_at is not None else None
+        )
+        rows.append(
+            {
+                "name": name,
+                "state": s.state,
+                "consecutive_failures": s.failures,
+                "opened_at": s.opened_at,
+                "retry_at": retry_at,
+                "retry_in_seconds": max(0.0, retry_at - now) if retry_at else None,
+            }
+        )
+    return rows
+
+
+def reset_breakers(settings: Settings, name: str | None) -> list[str]:
+    """Close the breaker ``name`` (every breaker when None); return the names closed."""
+    breakers = wiring.breakers(settings)
+    if name is not None and name not in breakers:
+        raise UsageError(f"no breaker named {name!r}; breakers: {', '.join(breakers)}")
+    names = [name] if name else list(breakers)
+    for n in names:
+        breakers[n].reset()
+    return names

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError, Failure, PermanentError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
@@ -46,7 +46,7 @@ def translate_google_error(exc: BaseException, what: str) -> RemoteError:
         status = int(exc.resp.status)
         google_status: str | None = None
         message = exc.reason or ""
-        reasons: set[str] = set()
+        reasons: set[str | None] = set()
         try:
             error = json.loads(exc.content).get("error", {})
             google_status = error.get("status")
@@ -94,6 +94,22 @@ def _foreign_errors() -> tuple[type[BaseException], ...]:
     return (HttpError, auth_exceptions.GoogleAuthError, httplib2.HttpLib2Error, OSError)
 
 
+class SheetLine(NamedTuple):
+    """One sheet row as the API sent it."""
+
+    number: int  # 1-based sheet row number
+    cells: list[Any]
+
+
+@dataclass(frozen=True)
+class SheetData:
+    """A tab's title, its header cells and a lazy iterator over its data rows."""
+
+    tab: str
+    header: list[Any]
+    rows: Iterator[SheetLine]
+
+
 @dataclass(frozen=True)
 class Tab:
     """One tab of the spreadsheet."""
@@ -121,11 +137,15 @@ class SheetsReader:
         self.tab_name = tab_name
         self._service = _build_service(credentials_file, endpoint, timeout)
 
-    def read(self) -> tuple[str, list[Any], Iterator[tuple[int, list[Any]]]]:
-        """Return (tab title, header cells, lazy iterator of (row number, cells))."""
+    def read(self) -> SheetData:
+        """Return the tab's title and header now, and a lazy iterator over its rows."""
         tab = self.find_tab(self.tab_name)
         header = self.header(tab)
-        return tab.title, header, self.rows(tab, columns=max(len(header), 1))
+        return SheetData(tab.title, header, self.rows(tab, columns=max(len(header), 1)))
+
+    def close(self) -> None:
+        """Close the HTTP connections of the Sheets client."""
+        self._service.close()
 
     def _execute(self, request: Any, what: str) -> dict[str, Any]:
         errors = _foreign_errors()
@@ -202,7 +222,7 @@ class SheetsReader:
         rows = self._values(f"{a1_tab(tab.title)}!1:1", f"reading the header of tab {tab.title!r}")
         return rows[0] if rows else []
 
-    def rows(self, tab: Tab, *, columns: int) -> Iterator[tuple[int, list[Any]]]:
+    def rows(self, tab: Tab, *, columns: int) -> Iterator[SheetLine]:
         """Yield (sheet row number, cells) for rows 2.. of ``tab``, one chunk per request.
 
         Google omits trailing empty rows of a range, so a short chunk does not
@@ -217,7 +237,7 @@ class SheetsReader:
                 f"reading rows {start}-{end} of tab {tab.title!r}",
             )
             for offset, cells in enumerate(chunk):
-                yield start + offset, cells
+                yield SheetLine(start + offset, cells)
             start = end + 1
 
 

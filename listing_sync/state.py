@@ -5,32 +5,17 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import NotFoundError, PermanentError
 from .postgrest import PostgrestClient
+from .schema import SYNC_STATE as TABLE
+from .timeutil import iso, parse_ts, utcnow
 
-TABLE = "sync_state"
-LISTINGS = "property_listings"
 # error_details keeps at most this many row problems; the counts stay exact.
 MAX_ERROR_DETAILS = 1000
 RUNNING = ("queued", "in_progress")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    """Parse a PostgREST timestamptz."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value)
 
 
 @dataclass(frozen=True)
@@ -173,13 +158,8 @@ class SyncStateStore:
         )
         return rows[0] if rows else None
 
-    def pending_failures(self, window: timedelta = timedelta(days=7)) -> int:
-        """Count listings whose latest sync attempt failed and that have not synced since.
-
-        The seed's "queue size": failures come from the row errors of recent
-        runs; a listing counts until ``property_listings.synced_at`` is newer
-        than its last failure.
-        """
+    def failures_since(self, window: timedelta = timedelta(days=7)) -> dict[str, datetime]:
+        """Return {property number: start of the newest run within ``window`` it failed in}."""
         since = iso(utcnow() - window)
         runs = self.client.select(
             TABLE,
@@ -194,18 +174,4 @@ class SyncStateStore:
                 number = problem.get("property_number") if isinstance(problem, dict) else None
                 if number and started is not None:
                     failed_at[str(number)] = started
-        if not failed_at:
-            return 0
-        synced: dict[str, datetime | None] = {}
-        for row in self.client.select_in(
-            LISTINGS,
-            select="property_number,synced_at",
-            column="property_number",
-            values=sorted(failed_at),
-        ):
-            synced[row["property_number"]] = parse_ts(row.get("synced_at"))
-        return sum(
-            1
-            for number, when in failed_at.items()
-            if (synced.get(number) is None or synced[number] < when)  # type: ignore[operator]
-        )
+        return failed_at

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from listing_sync.mapping import (
     COERCERS,
-    COLUMNS,
     CellError,
     build_header_map,
     coerce_boolean,
@@ -25,6 +24,7 @@ from listing_sync.mapping import (
     coerce_yen,
 )
 from listing_sync.models import content_hash, convert_row, payload
+from listing_sync.schema import LISTINGS
 
 ALL_COERCERS = [*COERCERS.values(), coerce_key, coerce_extra]
 INT8_MAX = 2**63 - 1
@@ -52,6 +52,8 @@ json_values = st.recursive(
     ),
     max_leaves=5,
 )
+
+COLUMNS = LISTINGS.columns
 
 
 @pytest.mark.parametrize("coerce", ALL_COERCERS, ids=lambda f: f.__name__)

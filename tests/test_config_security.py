@@ -134,7 +134,7 @@ def test_apikey_header_is_the_anon_key_when_given(
     anon: str | None, expected_apikey: str | None
 ) -> None:
     """SUPABASE_ANON_KEY goes in `apikey` (Supabase's gateway); the role key stays the Bearer."""
-    from listing_sync import runtime
+    from listing_sync import wiring
     from listing_sync.postgrest import PostgrestClient
 
     values = {"SUPABASE_ANON_KEY": anon} if anon else {}
@@ -148,7 +148,7 @@ def test_apikey_header_is_the_anon_key_when_given(
     client = PostgrestClient(
         settings.postgrest_url,
         settings.service_role_key.get_secret_value(),
-        guard=runtime.guards(settings, probe=True)["postgrest"],
+        guard=wiring.guards(settings, probe=True).postgrest,
         http=httpx.Client(transport=httpx.MockTransport(handler)),
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
     )

@@ -11,7 +11,6 @@ import pytest
 from listing_sync.errors import ConfigError, DataError
 from listing_sync.mapping import (
     COERCERS,
-    COLUMNS,
     CellError,
     FormulaError,
     build_header_map,
@@ -28,6 +27,9 @@ from listing_sync.mapping import (
     normalize_header,
 )
 from listing_sync.models import Listing, convert_row
+from listing_sync.schema import LISTINGS
+
+COLUMNS = LISTINGS.columns
 
 HEADERS = list(COLUMNS)
 

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from listing_sync import mapping
 from listing_sync.mapping import (
-    COLUMNS,
     HeaderMap,
     build_header_map,
     header_signature,
@@ -29,6 +28,9 @@ from listing_sync.models import (
     convert_row,
     payload,
 )
+from listing_sync.schema import LISTINGS
+
+COLUMNS = LISTINGS.columns
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = [*COLUMNS, "Memo"]

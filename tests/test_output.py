@@ -9,16 +9,17 @@ from collections.abc import Iterator
 import pytest
 
 from listing_sync import output
+from listing_sync.logs import JsonFormatter, RedactFilter, TextFormatter, setup_logging
 from listing_sync.models import RowProblem
-from listing_sync.output import OutputMode, RedactFilter
-from listing_sync.sync import SyncReport
+from listing_sync.output import OutputMode
+from listing_sync.pipeline.run import SyncReport
 
 SECRET = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.U2lnbmF0dXJlT2ZUaGVLZXk"
 
 
 @pytest.fixture
 def logging_restored() -> Iterator[None]:
-    """Undo setup_logging: its handlers (listing_sync and root) and its redactor."""
+    """Undo setup_logging: its handlers (listing_sync and root)."""
     yield
     logger = logging.getLogger("listing_sync")
     logger.handlers.clear()
@@ -26,7 +27,6 @@ def logging_restored() -> Iterator[None]:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "listing_sync", False)]:
         root.removeHandler(handler)
-    output._redactor = RedactFilter(())
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_redact_filter_redacts_the_traceback_too() -> None:
     except ValueError as exc:
         rec = record("unexpected error", exc=exc)
     RedactFilter([SECRET]).filter(rec)
-    text = output.TextFormatter().format(rec)
+    text = TextFormatter().format(rec)
     assert SECRET not in text
     assert text.startswith("listing-sync: warning: unexpected error\nTraceback (most recent")
     assert text.endswith("ValueError: Illegal header value b'Bearer [REDACTED]'")
@@ -79,7 +79,7 @@ def test_json_formatter_one_parseable_line_with_traceback() -> None:
         raise RuntimeError("boom")
     except RuntimeError as exc:
         rec = record("unexpected %s", "error", exc=exc)
-    line = output.JsonFormatter().format(rec)
+    line = JsonFormatter().format(rec)
     assert 1 == len(line.splitlines())
     entry = json.loads(line)
     assert ("warning", "listing_sync", "unexpected error") == (
@@ -94,8 +94,8 @@ def test_error_line_text_is_one_line_and_redacted(
     logging_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The final error: `listing-sync: error: ...` on one line, the key replaced."""
-    output.setup_logging(OutputMode(), log_format="text", secrets=[SECRET])
-    output.error_line(f"PostgREST said\nno to {SECRET}")
+    logs = setup_logging(OutputMode(), log_format="text", secrets=[SECRET])
+    logs.error_line(f"PostgREST said\nno to {SECRET}")
     captured = capsys.readouterr()
     assert ("", "listing-sync: error: PostgREST said no to [REDACTED]\n") == (
         captured.out,
@@ -107,9 +107,9 @@ def test_error_and_problem_lines_become_json_records(
     logging_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With --log-format json every stderr line is a JSON record (warnings, then the error)."""
-    output.setup_logging(OutputMode(), log_format="json", secrets=[SECRET])
-    output.problem_lines(["sync x partial: 1 written, 1 failed", "row 3 (A-2): bad"])
-    output.error_line(f"gave up on {SECRET}")
+    logs = setup_logging(OutputMode(), log_format="json", secrets=[SECRET])
+    logs.problem_lines(["sync x partial: 1 written, 1 failed", "row 3 (A-2): bad"])
+    logs.error_line(f"gave up on {SECRET}")
     captured = capsys.readouterr()
     assert "" == captured.out
     entries = [json.loads(line) for line in captured.err.splitlines()]
@@ -124,7 +124,7 @@ def test_quiet_keeps_errors_and_drops_warnings(
     logging_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--quiet: the logger passes errors only."""
-    output.setup_logging(OutputMode(quiet=True), log_format="text")
+    setup_logging(OutputMode(quiet=True), log_format="text")
     log = logging.getLogger("listing_sync")
     log.warning("retrying")
     log.debug("details")
@@ -134,7 +134,7 @@ def test_quiet_keeps_errors_and_drops_warnings(
 
 def test_verbose_passes_debug(logging_restored: None, capsys: pytest.CaptureFixture[str]) -> None:
     """--verbose: debug lines appear."""
-    output.setup_logging(OutputMode(verbose=True), log_format="text")
+    setup_logging(OutputMode(verbose=True), log_format="text")
     logging.getLogger("listing_sync").debug("settings: ...")
     assert "listing-sync: debug: settings: ...\n" == capsys.readouterr().err
 
@@ -143,7 +143,7 @@ def test_foreign_library_warnings_get_the_same_format_and_redaction(
     logging_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A warning from googleapiclient or httpx is a JSON record too, with the key redacted."""
-    output.setup_logging(OutputMode(), log_format="json", secrets=[SECRET])
+    setup_logging(OutputMode(), log_format="json", secrets=[SECRET])
     logging.getLogger("googleapiclient.discovery").warning("odd reply for %s", SECRET)
     entry = json.loads(capsys.readouterr().err)
     assert ("warning", "googleapiclient.discovery", "odd reply for [REDACTED]") == (

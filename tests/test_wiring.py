@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from listing_sync import runtime
+from listing_sync import wiring
 from listing_sync.config import load_settings
 
 
@@ -24,11 +24,11 @@ def test_probe_guards_have_a_short_budget_and_timeout(tmp_path: Path) -> None:
     """health/status give up within about 20 s; a sync keeps its hour."""
     s = settings(tmp_path)
     now = time.time()
-    probe = runtime.guards(s, probe=True)["postgrest"]
-    sync = runtime.guards(s)["postgrest"]
+    probe = wiring.guards(s, probe=True).postgrest
+    sync = wiring.guards(s).postgrest
     assert probe.deadline is not None and sync.deadline is not None
-    assert now + runtime.PROBE_BUDGET - 1 <= probe.deadline <= time.time() + runtime.PROBE_BUDGET
+    assert now + wiring.PROBE_BUDGET - 1 <= probe.deadline <= time.time() + wiring.PROBE_BUDGET
     assert sync.deadline >= now + 3600 - 1
-    client = runtime.postgrest_client(s, probe, probe=True)
-    assert runtime.PROBE_TIMEOUT == client.http.timeout.read
-    assert 30.0 == runtime.postgrest_client(s, sync).http.timeout.read
+    client = wiring.postgrest_client(s, probe, probe=True)
+    assert wiring.PROBE_TIMEOUT == client.http.timeout.read
+    assert 30.0 == wiring.postgrest_client(s, sync).http.timeout.read

@@ -1,15 +1,25 @@
-"""Wire settings into the clients a command needs: guards, breakers, lock."""
+"""Wire settings into the objects a command uses, in one place, and close them after.
+
+``open_runtime`` opens the guards (breaker, rate limit, retries, budget per
+dependency), one PostgREST client with its keep-alive pool, the two table stores
+and, when asked for, the Sheets reader; leaving it closes them.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 from .config import Settings
 from .errors import SyncInterrupted
+from .listings import ListingsStore
+from .mapping import load_aliases
+from .postgrest import PostgrestClient
 from .resilience import (
     CircuitBreaker,
     FileStore,
@@ -21,6 +31,11 @@ from .resilience import (
     postgrest_bucket,
     sheets_bucket,
 )
+from .state import SyncStateStore
+
+if TYPE_CHECKING:
+    from .pipeline.run import SyncDeps
+    from .sheets import SheetsReader
 
 log = logging.getLogger("listing_sync")
 DEPENDENCIES = ("sheets", "postgrest")
@@ -82,9 +97,14 @@ def _on_retry(dependency: str) -> Callable[..., None]:
     return report
 
 
-def guards(
-    settings: Settings, *, stop: StopFlag | None = None, probe: bool = False
-) -> dict[str, Guard]:
+class Guards(NamedTuple):
+    """The one retrying wrapper per dependency."""
+
+    sheets: Guard
+    postgrest: Guard
+
+
+def guards(settings: Settings, *, stop: StopFlag | None = None, probe: bool = False) -> Guards:
     """Return the one retrying wrapper per dependency, sharing the run's deadline.
 
     With ``stop``, a SIGTERM ends a backoff wait at once and the next attempt
@@ -99,7 +119,7 @@ def guards(
         "sheets": sheets_bucket(sleep=nap),
         "postgrest": postgrest_bucket(settings.rate_limit, sleep=nap),
     }
-    return {
+    built = {
         name: Guard(
             name,
             breaker=breaker,
@@ -112,13 +132,7 @@ def guards(
         )
         for name, breaker in breakers(settings, MemoryStore() if probe else None).items()
     }
-
-
-def start_budget(settings: Settings, *guards: Guard) -> None:
-    """Start the run's budget (SYNC_RUN_TIMEOUT) now: waiting for the lock does not spend it."""
-    deadline = time.time() + settings.run_timeout
-    for guard in guards:
-        guard.deadline = deadline
+    return Guards(**built)
 
 
 def unstoppable(guard: Guard) -> Guard:
@@ -136,11 +150,9 @@ def unstoppable(guard: Guard) -> Guard:
     )
 
 
-def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False):
+def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False) -> PostgrestClient:
     """Return a PostgREST client using one keep-alive HTTP connection pool."""
     import httpx
-
-    from .postgrest import PostgrestClient
 
     timeout = min(settings.http_timeout, PROBE_TIMEOUT) if probe else settings.http_timeout
     http = httpx.Client(timeout=timeout, follow_redirects=False)
@@ -153,7 +165,7 @@ def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False):
     )
 
 
-def sheets_reader(settings: Settings, guard: Guard):
+def sheets_reader(settings: Settings, guard: Guard) -> SheetsReader:
     """Return a reader for the configured spreadsheet (imports Google's libraries)."""
     from .sheets import SheetsReader
 
@@ -167,3 +179,67 @@ def sheets_reader(settings: Settings, guard: Guard):
         tab_name=settings.sheet_name,
         timeout=max(settings.http_timeout, 60.0),
     )
+
+
+@dataclass
+class Runtime:
+    """The guards, clients and stores of one command, opened by ``open_runtime``."""
+
+    settings: Settings
+    guards: Guards
+    # Writes the run's outcome: skips the stop check (same breaker, rate limit, budget).
+    outcome_guard: Guard
+    postgrest: PostgrestClient
+    listings: ListingsStore
+    state: SyncStateStore
+    sheets: SheetsReader | None = None  # opened by sync_deps
+
+    def start_budget(self) -> None:
+        """Start the run's budget (SYNC_RUN_TIMEOUT) now: waiting for the lock does not spend it."""
+        deadline = time.time() + self.settings.run_timeout
+        for guard in (*self.guards, self.outcome_guard):
+            guard.deadline = deadline
+
+    def sync_deps(self) -> SyncDeps:
+        """Return what the pipeline needs, with a Sheets reader for the configured sheet."""
+        from .pipeline.run import SyncDeps
+
+        if self.sheets is None:
+            self.sheets = sheets_reader(self.settings, self.guards.sheets)
+        return SyncDeps(
+            listings=self.listings,
+            state=self.state,
+            source=self.sheets,
+            aliases=load_aliases(self.settings.mapping_file, self.listings.table),
+            batch_size=self.settings.batch_size,
+            batch_max_bytes=self.settings.batch_max_bytes,
+            max_remove_fraction=self.settings.max_remove_fraction,
+        )
+
+
+@contextmanager
+def open_runtime(
+    settings: Settings, *, stop: StopFlag | None = None, probe: bool = False
+) -> Iterator[Runtime]:
+    """Open the guards, the PostgREST client and the stores; close the client after.
+
+    ``probe``: the short budget, timeout and in-memory breakers of health and status.
+    """
+    built = guards(settings, stop=stop, probe=probe)
+    # A SIGTERM stops sync_state writes too, except the run's outcome.
+    outcome_guard = unstoppable(built.postgrest)
+    client = postgrest_client(settings, built.postgrest, probe=probe)
+    runtime = Runtime(
+        settings=settings,
+        guards=built,
+        outcome_guard=outcome_guard,
+        postgrest=client,
+        listings=ListingsStore(client),
+        state=SyncStateStore(client, outcome_client=client.with_guard(outcome_guard)),
+    )
+    try:
+        yield runtime
+    finally:
+        client.close()
+        if runtime.sheets is not None:
+            runtime.sheets.close()

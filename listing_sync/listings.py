@@ -1,0 +1,84 @@
+"""The ``property_listings`` table, read and written through PostgREST.
+
+The planner and the writer speak in listings; this store turns that into
+PostgREST requests (filters, paging, upserts), as ``state.SyncStateStore`` does
+for ``sync_state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from .postgrest import PostgrestClient, in_filters
+from .schema import LISTINGS, ListingsTable
+
+# Plain PostgREST reads 100,000 hashes in 0.23 s at 10,000 a page against 0.39 s at
+# 1000; Supabase caps pages at 1000, which select_pages copes with.
+HASH_PAGE_SIZE = 10_000
+
+
+class StoredListing(NamedTuple):
+    """What the planner needs of a listing the table holds."""
+
+    content_hash: str | None
+    removed_at: str | None
+    source_hash: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+
+class ListingsStore:
+    """Read and write ``property_listings`` (or the table ``table`` declares)."""
+
+    def __init__(self, client: PostgrestClient, table: ListingsTable = LISTINGS) -> None:
+        self.client = client
+        self.table = table
+
+    def stored(self, numbers: Sequence[str] | None = None) -> dict[str, StoredListing]:
+        """Return {property number: StoredListing}: every listing, or only ``numbers``."""
+        key = self.table.key
+        select = f"{key},content_hash,removed_at,source_hash"
+        rows: Iterable[dict[str, Any]]
+        if numbers is None:
+            rows = self.client.select_pages(
+                self.table.name, select=select, key=key, page_size=HASH_PAGE_SIZE
+            )
+        else:
+            rows = self.client.select_in(
+                self.table.name, select=select, column=key, values=list(dict.fromkeys(numbers))
+            )
+        return {
+            r[key]: StoredListing(r.get("content_hash"), r.get("removed_at"), r.get("source_hash"))
+            for r in rows
+        }
+
+    def values(self, numbers: Sequence[str], columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Yield ``columns`` (and the key) of the listings ``numbers``."""
+        select = ",".join(dict.fromkeys((self.table.key, *columns)))
+        yield from self.client.select_in(
+            self.table.name, select=select, column=self.table.key, values=list(numbers)
+        )
+
+    def upsert(self, body: bytes) -> None:
+        """Insert or update the listings in ``body``, a JSON array of full rows."""
+        self.client.upsert(
+            self.table.name, body, on_conflict=self.table.key, columns=self.table.write_columns
+        )
+
+    def mark_removed(self, numbers: Sequence[str], *, sync_id: str, now: str) -> int:
+        """Set removed_at on the active listings ``numbers``; return how many changed."""
+        count = 0
+        for flt in in_filters(sorted(numbers)):
+            count += self.client.update(
+                self.table.name,
+                {self.table.key: flt, "removed_at": "is.null"},
+                {"removed_at": now, "last_sync_id": sync_id},
+            )
+        return count
+
+    def synced_at(self, numbers: Sequence[str]) -> dict[str, str | None]:
+        """Return {property number: synced_at as stored} for the listings ``numbers``."""
+        return {r[self.table.key]: r.get("synced_at") for r in self.values(numbers, ["synced_at"])}

@@ -1,0 +1,160 @@
+"""Read the sheet: header -> column map, then each row -> a validated, serialised listing.
+
+Rows stream lazily (memory stays flat as the sheet grows). A row whose raw cells
+digest (``source_hash``) the caller trusts is not validated at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from .. import mapping
+from ..schema import LISTINGS, ListingsTable
+from ..sheets import SheetData, SheetLine
+from .progress import Progress
+
+if TYPE_CHECKING:
+    # Imported where a row is validated: pydantic costs 0.1 s of a run that validates none.
+    from ..models import RowProblem
+
+
+class SheetSource(Protocol):
+    """What the pipeline needs from the sheet (``sheets.SheetsReader`` in production)."""
+
+    def read(self) -> SheetData:
+        """Open the sheet: the tab and header now, the rows as they are iterated."""
+        ...
+
+
+@dataclass(frozen=True)
+class OpenedSheet:
+    """A sheet whose tab and header were already read; ``read`` hands them on."""
+
+    data: SheetData
+
+    def read(self) -> SheetData:
+        return self.data
+
+
+@dataclass(slots=True)
+class ValidRow:
+    """A valid listing ready to write: its JSON object, serialised once."""
+
+    number: str
+    row: int
+    hash: str
+    # The canonical JSON object of the sheet-fed columns + extra: the very bytes the
+    # hash covers; content_hash and the other bookkeeping columns are added at write time.
+    body: bytes
+    source: str  # mapping.source_hash of the row's raw cells
+
+    def values(self) -> dict[str, Any]:
+        import json
+
+        return json.loads(self.body)
+
+
+class ReadRow(NamedTuple):
+    """One data row of the sheet that names a listing."""
+
+    row: int
+    number: str
+    # None: the caller trusted the row as unchanged, so it was not validated.
+    valid: ValidRow | None
+
+
+def _never(number: str, digest: str) -> bool:
+    return False
+
+
+@dataclass
+class SheetReading:
+    """The rows of one sheet, read as they are iterated.
+
+    ``warnings`` and ``problems`` fill up, and ``rows_seen`` counts, as the
+    iteration goes; read them once it is over.
+    """
+
+    tab: str
+    header_map: mapping.HeaderMap
+    lines: Iterator[SheetLine]
+    progress: Progress
+    trusted: Callable[[str, str], bool] = _never
+    table: ListingsTable = LISTINGS
+    warnings: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    rows_seen: int = 0
+
+    def __iter__(self) -> Iterator[ReadRow]:
+        header_map = self.header_map
+        signature = mapping.header_signature(header_map)
+        key_index = next(i for i, c in header_map.columns.items() if c == self.table.key)
+        models: Any = None  # imported at the first row that is validated
+        for row_number, cells in self.lines:
+            self.progress.advance()
+            digest = mapping.source_hash(cells, signature)
+            try:
+                number = mapping.coerce_key(cells[key_index]) if key_index < len(cells) else None
+            except mapping.CellError:
+                number = None  # converted below, which reports the problem as usual
+            if number is not None and self.trusted(number, digest):
+                self.rows_seen += 1
+                yield ReadRow(row_number, number, None)
+                continue
+            if models is None:
+                from .. import models as models_module
+
+                models = models_module
+            sheet_row, row_problems, row_warnings = models.convert_row(
+                cells, header_map, row_number
+            )
+            self.warnings.extend(row_warnings)
+            if row_problems:
+                self.problems.extend(row_problems)
+                self.rows_seen += 1
+                continue
+            if sheet_row is None:
+                continue  # empty row
+            self.rows_seen += 1
+            # One serialisation serves both the hash and the request body.
+            body = models.canonical_json(models.payload(sheet_row.listing))
+            number = sheet_row.listing.property_number
+            yield ReadRow(
+                row_number,
+                number,
+                ValidRow(
+                    number=number,
+                    row=row_number,
+                    hash=hashlib.sha256(body).hexdigest(),
+                    body=body,
+                    source=digest,
+                ),
+            )
+
+
+def read_listings(
+    source: SheetSource,
+    aliases: dict[str, str],
+    progress: Progress,
+    trusted: Callable[[str, str], bool] = _never,
+    table: ListingsTable = LISTINGS,
+) -> SheetReading:
+    """Open the sheet and map its header now; return its rows to read lazily.
+
+    A row for which ``trusted(number, source hash)`` holds is not validated: it
+    comes as ``ReadRow(row, number, None)``.
+    """
+    data = source.read()
+    header_map = mapping.build_header_map(data.header, aliases, tab=data.tab, table=table)
+    return SheetReading(
+        tab=data.tab,
+        header_map=header_map,
+        lines=data.rows,
+        progress=progress,
+        trusted=trusted,
+        table=table,
+        warnings=list(header_map.warnings),
+    )

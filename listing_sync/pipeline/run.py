@@ -1,0 +1,215 @@
+"""One run: its ``sync_state`` lifecycle around reading, planning and writing.
+
+queued -> in_progress -> completed | partial | failed. A run reads the whole
+sheet and decides everything (the plan) before it writes anything: a sheet that
+cannot be read to the end, a duplicate key, or a mass removal stops the run with
+nothing written. Only then are the new and changed rows upserted in batches,
+and listings that left the sheet marked removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SOFTWARE,
+    ConfigError,
+    ListingSyncError,
+)
+from ..listings import ListingsStore
+from ..state import MAX_ERROR_DETAILS, SyncStateStore
+from ..timeutil import iso, utcnow
+from .plan import Plan, SyncRequest, SyncType, describe_changes, failed_rows, make_plan
+from .progress import NoProgress, Progress
+from .read import OpenedSheet, SheetSource
+from .write import WriteResult, mark_removed, write_rows
+
+if TYPE_CHECKING:
+    from ..models import RowProblem
+
+log = logging.getLogger("listing_sync")
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one run, as shown by the CLI and stored in sync_state."""
+
+    sync_type: SyncType
+    dry_run: bool
+    sync_id: str | None = None
+    status: str = "in_progress"
+    started_at: datetime = field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    total: int = 0
+    success: int = 0
+    failed: int = 0
+    skipped: int = 0
+    removed: int = 0
+    not_found: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = EXIT_OK
+    state_recorded: bool = True
+    plan: Plan | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+    def error_details(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.problems[:MAX_ERROR_DETAILS]]
+
+
+@dataclass
+class SyncDeps:
+    """What a run talks to, and the settings the pipeline reads."""
+
+    listings: ListingsStore
+    state: SyncStateStore
+    source: SheetSource
+    aliases: dict[str, str]
+    batch_size: int
+    batch_max_bytes: int
+    max_remove_fraction: float
+
+
+def _plan(deps: SyncDeps, request: SyncRequest, source: SheetSource, progress: Progress) -> Plan:
+    return make_plan(
+        request,
+        source,
+        deps.listings,
+        aliases=deps.aliases,
+        max_remove_fraction=deps.max_remove_fraction,
+        progress=progress,
+    )
+
+
+def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = None) -> SyncReport:
+    """Run one sync (or a dry run) and return its report.
+
+    Raises ListingSyncError for a run that could not finish; the run is then
+    recorded as failed in sync_state (unless it is a dry run).
+    """
+    progress = progress or NoProgress()
+    report = SyncReport(sync_type=request.sync_type, dry_run=request.dry_run)
+    if request.dry_run:
+        plan = _plan(deps, request, deps.source, progress)
+        describe_changes(deps.listings, plan)
+        _fill_from_plan(report, plan)
+        report.status = "dry_run"
+        report.completed_at = utcnow()
+        report.exit_code = EXIT_PARTIAL if (report.problems or report.not_found) else EXIT_OK
+        return report
+
+    # First a PostgREST call, so an open postgrest breaker stops the run before it spends
+    # any Sheets quota.
+    abandoned = deps.state.abandon_running(
+        "the run ended without recording an outcome: its process was killed, or sync_state "
+        "could not be written at the end"
+    )
+    if abandoned:
+        log.warning(
+            "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
+        )
+    # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
+    # SYNC_SPREADSHEET_ID is a bad setting, which records nothing, not even a failed run.
+    # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
+    opened: OpenedSheet | None = None
+    early: Exception | None = None
+    try:
+        opened = OpenedSheet(deps.source.read())
+    except ConfigError:
+        raise
+    except Exception as exc:
+        early = exc
+    report.sync_id = deps.state.create(request.sync_type)
+    report.started_at = utcnow()
+    written = WriteResult()
+    try:
+        deps.state.update(report.sync_id, status="in_progress")
+        if early is not None:
+            raise early
+        assert opened is not None
+        plan = _plan(deps, request, opened, progress)
+        _fill_from_plan(report, plan)
+        report.removed = 0  # until mark_removed has run: a failed run removed nothing
+        deps.state.update(report.sync_id, total_items=report.total)
+        write_rows(
+            deps.listings,
+            plan.to_write,
+            sync_id=report.sync_id,
+            batch_size=deps.batch_size,
+            batch_max_bytes=deps.batch_max_bytes,
+            progress=progress,
+            result=written,
+        )
+        report.success = written.written
+        report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)
+        report.failed = failed_rows(report.problems)
+        if plan.removed:
+            progress.phase("marking removed")
+            report.removed = mark_removed(deps.listings, plan.removed, sync_id=report.sync_id)
+    except ListingSyncError as exc:
+        report.success = written.written  # batches that landed before the failure
+        _finish(deps, report, "failed", exc.exit_code, error=str(exc))
+        raise
+    except Exception as exc:
+        report.success = written.written
+        _finish(
+            deps, report, "failed", EXIT_SOFTWARE, error=f"unexpected error: {type(exc).__name__}"
+        )
+        raise
+    partial = report.failed > 0 or bool(report.not_found)
+    _finish(
+        deps, report, "partial" if partial else "completed", EXIT_PARTIAL if partial else EXIT_OK
+    )
+    return report
+
+
+def _fill_from_plan(report: SyncReport, plan: Plan) -> None:
+    report.plan = plan
+    report.total = plan.total
+    report.skipped = plan.unchanged
+    report.problems = list(plan.problems)
+    report.failed = failed_rows(plan.problems)
+    report.not_found = list(plan.not_found)
+    report.warnings = list(plan.warnings)
+    report.removed = len(plan.removed)
+
+
+def _finish(
+    deps: SyncDeps, report: SyncReport, status: str, exit_code: int, *, error: str | None = None
+) -> None:
+    """Record the run's outcome; a failure to record never changes the outcome."""
+    report.status = status
+    report.exit_code = exit_code
+    report.error = error
+    report.completed_at = utcnow()
+    if report.sync_id is None:
+        return
+    try:
+        deps.state.record_outcome(
+            report.sync_id,
+            status=status,
+            completed_at=iso(report.completed_at),
+            total_items=report.total,
+            success_count=report.success,
+            failed_count=report.failed,
+            skipped_count=report.skipped,
+            removed_count=report.removed,
+            not_found_count=len(report.not_found),
+            error_details=report.error_details() or None,
+            error_message=error,
+            exit_code=exit_code,
+        )
+    except ListingSyncError as exc:
+        report.state_recorded = False
+        log.error("could not record the outcome of run %s in sync_state: %s", report.sync_id, exc)
