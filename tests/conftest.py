@@ -1,5 +1,9 @@
 """Shared fixtures: the real local stack (PostgreSQL 15 + PostgREST 12 + Sheets v4 server).
 
+Every test that uses the stack (through any fixture that needs ``stack``) is marked
+``stack`` here, in one place: ``pytest -m "not stack"`` is the fast loop, and it
+needs no PostgreSQL, PostgREST or Sheets server on the machine.
+
 ``stack`` starts once per session (about 1.5 s) in a temporary directory; if it cannot
 start, every test using it errors with the reason (nothing is skipped). ``clean_stack``
 gives a test empty tables, an empty Sheets server (no data, faults or recorded requests)
@@ -17,6 +21,13 @@ import pytest
 from devstack import LocalStack
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the local stack ``stack``."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")

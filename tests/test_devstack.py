@@ -36,8 +36,6 @@ from devstack.sheets_server import (
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "devstack" / "sample"
 
-pytestmark = pytest.mark.stack
-
 
 def _listing(number: str, **values: object) -> dict[str, object]:
     row: dict[str, object] = {

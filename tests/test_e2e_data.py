@@ -30,8 +30,6 @@ from e2e_util import (
 
 from devstack import LocalStack
 
-pytestmark = pytest.mark.stack
-
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "devstack" / "sample"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from e2e_util import (
     column,
     full_sync,
@@ -24,8 +23,6 @@ from e2e_util import (
 )
 
 from devstack import LocalStack
-
-pytestmark = pytest.mark.stack
 
 WARNING = "Row 2, column 'price': formula error #N/A read as empty"
 
