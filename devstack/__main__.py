@@ -2,8 +2,10 @@
 
 demo      start the stack in .devstack/demo, load the sample sheet, run
           ``listing-sync sync all``, ``status`` and ``health``, stop everything
-up        start the stack in .devstack/up with the sample sheet, print ``export`` lines
-          (also written to .devstack/up/env.sh) and wait for Ctrl-C
+up        start the stack in .devstack/up with the sample sheet (or ``--sheet FILE``:
+          a JSON sheet like sample/listings.json, or a CSV downloaded from Google
+          Sheets), print ``export`` lines (also written to .devstack/up/env.sh) and
+          wait for Ctrl-C
 mint-key  print an HS256 JWT for a role (PostgREST key)
 sheets    serve a JSON sheet file over the Sheets v4 API only
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import shlex
@@ -83,14 +86,39 @@ def _sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def _start_sample_stack(workdir: Path) -> tuple[LocalStack, dict[str, str], str, int]:
+def _csv_cell(text: str) -> object:
+    """Read a CSV cell as Google Sheets does on import: plain numbers become numbers."""
+    if text[:1] == "0" and text[1:2].isdigit():
+        return text  # a code with leading zeros stays text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def load_sheet_file(path: Path) -> tuple[str, list[list[object]]]:
+    """Read a sheet file: JSON ``{"tab": ..., "rows": [[...], ...]}`` or a CSV (tab = file name)."""
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            return path.stem, [[_csv_cell(c) for c in row] for row in csv.reader(fh)]
+    sheet = json.loads(path.read_text(encoding="utf-8"))
+    return sheet["tab"], sheet["rows"]
+
+
+def _start_sample_stack(
+    workdir: Path, sheet: Path = SAMPLE_SHEET, mapping: Path | None = SAMPLE_MAPPING
+) -> tuple[LocalStack, dict[str, str], str, int]:
     stack = LocalStack(workdir, spreadsheet_id=SAMPLE_SPREADSHEET_ID)
     stack.start()
     try:
-        sample = json.loads(SAMPLE_SHEET.read_text(encoding="utf-8"))
-        tab, rows = sample["tab"], sample["rows"]
+        tab, rows = load_sheet_file(sheet)
         stack.sheets.set_sheet(SAMPLE_SPREADSHEET_ID, tab, rows)
-        env = stack.env(SYNC_SHEET_NAME=tab, SYNC_MAPPING=str(SAMPLE_MAPPING))
+        settings = {"SYNC_SHEET_NAME": tab}
+        if mapping is not None:
+            settings["SYNC_MAPPING"] = str(mapping.resolve())
+        env = stack.env(**settings)
     except BaseException:
         stack.stop()
         raise
@@ -153,7 +181,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack: LocalStack | None = None
     with _sigterm_as_interrupt():
         try:
-            stack, env, tab, listings = _start_sample_stack(_fresh_workdir("up"))
+            stack, env, tab, listings = _start_sample_stack(
+                _fresh_workdir("up"), args.sheet, args.mapping
+            )
             exports = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG")}
             exports["DEVSTACK_JWT_SECRET"] = stack.jwt_secret
             assert stack.pg is not None
@@ -220,7 +250,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="sync the sample sheet into a fresh local stack")
-    sub.add_parser("up", help="start the local stack and wait for Ctrl-C")
+    up = sub.add_parser("up", help="start the local stack and wait for Ctrl-C")
+    up.add_argument(
+        "--sheet",
+        type=Path,
+        default=SAMPLE_SHEET,
+        help="a JSON sheet like sample/listings.json, or a CSV downloaded from Google Sheets",
+    )
+    up.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        help="SYNC_MAPPING file (default: the sample's, with the sample sheet only)",
+    )
     mint = sub.add_parser("mint-key", help="print a PostgREST JWT for a role")
     mint.add_argument("--secret", help="JWT secret (default: $DEVSTACK_JWT_SECRET or `up`'s)")
     mint.add_argument("--role", required=True, help="e.g. service_role, anon, listing_sync")
@@ -231,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     sheets.add_argument("--port", type=int, default=0)
     sheets.add_argument("--key-file", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "up" and args.mapping is None and args.sheet == SAMPLE_SHEET:
+        args.mapping = SAMPLE_MAPPING
     commands = {"demo": cmd_demo, "up": cmd_up, "mint-key": cmd_mint_key, "sheets": cmd_sheets}
     return commands[args.command](args)
 
