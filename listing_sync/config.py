@@ -67,6 +67,7 @@ class Settings:
     mapping_file: Path | None
     batch_size: int
     batch_max_bytes: int
+    concurrency: int  # upserts in flight at once
     rate_limit: float
     retry_attempts: int
     retry_delay: float  # seconds
@@ -350,6 +351,7 @@ def load_settings(
         batch_max_bytes=int(
             src.number("SYNC_BATCH_MAX_BYTES", default=4 * 1024 * 1024, minimum=1024)
         ),
+        concurrency=int(src.number("SYNC_CONCURRENCY", default=5, minimum=1, maximum=32)),
         rate_limit=src.number("SYNC_RATE_LIMIT", default=10.0, kind=float, minimum=0.01),
         retry_attempts=int(src.number("SYNC_RETRY_ATTEMPTS", default=3, minimum=1, maximum=20)),
         retry_delay=src.number("SYNC_RETRY_DELAY", default=1000, kind=float, minimum=0) / 1000,

@@ -214,6 +214,7 @@ class Runtime:
             batch_size=self.settings.batch_size,
             batch_max_bytes=self.settings.batch_max_bytes,
             max_remove_fraction=self.settings.max_remove_fraction,
+            concurrency=self.settings.concurrency,
         )
 
 

@@ -634,7 +634,7 @@ def test_sigterm_mid_request_finishes_that_request_then_stops(
     """SIGTERM while batch 2 is in flight: batch 2 completes, batch 3 is never sent, 75."""
     put_sheet(clean_stack, listings(25))
     proxy.slow(1, seconds=1.5, method="POST", path=LISTINGS, skip=1)
-    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10"})
+    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": "1"})
     wait_until(lambda: proxy.count("POST", LISTINGS) == 2)
 
     proc.send_signal(signal.SIGTERM)
@@ -644,6 +644,44 @@ def test_sigterm_mid_request_finishes_that_request_then_stops(
     assert 2 == proxy.count("POST", LISTINGS)
     assert 20 == table_count(clean_stack)
     assert [("failed", "75", "interrupted", "20", "finished")] == runs(clean_stack)
+
+
+def test_sigterm_with_concurrent_writes_finishes_those_in_flight_then_stops(
+    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
+) -> None:
+    """Two upserts in flight at SIGTERM: both complete and count, no third is sent, 75."""
+    put_sheet(clean_stack, listings(50))
+    proxy.slow(2, seconds=1.5, method="POST", path=LISTINGS)
+    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": "2"})
+    wait_until(lambda: proxy.count("POST", LISTINGS) == 2)
+
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=10)
+
+    assert 75 == proc.returncode, stdout + stderr
+    assert 2 == proxy.count("POST", LISTINGS)
+    assert 20 == table_count(clean_stack)
+    assert [("failed", "75", "interrupted", "20", "finished")] == runs(clean_stack)
+
+
+def test_concurrent_writes_fall_back_row_by_row_and_keep_every_good_row(
+    clean_stack: LocalStack, sync: Sync
+) -> None:
+    """With 5 upserts in flight, a batch the database refuses still lands its good rows."""
+    rows = listings(60)
+    rows[17][2] = 99_999  # refused by the constraint below: its batch falls back row by row
+    put_sheet(clean_stack, rows)
+    clean_stack.sql(
+        "alter table property_listings add constraint test_price_cap check (price < 10000)"
+    )
+    try:
+        r = sync("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": "5"})
+    finally:
+        clean_stack.sql("alter table property_listings drop constraint test_price_cap")
+
+    assert 1 == r.returncode, out(r)
+    assert 59 == table_count(clean_stack)
+    assert [("partial", "1", None, "59", "finished")] == runs(clean_stack)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from .. import mapping
 from ..schema import LISTINGS, ListingsTable
 from ..sheets import SheetData, SheetLine
+from .prefetch import Prefetched
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ class ReadRow(NamedTuple):
     number: str
     # None: the caller trusted the row as unchanged, so it was not validated.
     valid: ValidRow | None
+
+
+# Rows fetched ahead of conversion, in batches of 1000: about ten Sheets chunks of a
+# 17-column sheet, so the whole read of a large sheet overlaps the table's.
+PREFETCH_BATCHES = 40
 
 
 def _never(number: str, digest: str) -> bool:
@@ -152,7 +158,8 @@ def read_listings(
     return SheetReading(
         tab=data.tab,
         header_map=header_map,
-        lines=data.rows,
+        # Fetch ahead while rows are converted and while the table's hashes are read.
+        lines=iter(Prefetched(data.rows, depth=PREFETCH_BATCHES)),
         progress=progress,
         trusted=trusted,
         table=table,

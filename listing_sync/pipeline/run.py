@@ -79,6 +79,7 @@ class SyncDeps:
     batch_size: int
     batch_max_bytes: int
     max_remove_fraction: float
+    concurrency: int = 1
 
 
 def _plan(deps: SyncDeps, request: SyncRequest, source: SheetSource, progress: Progress) -> Plan:
@@ -150,6 +151,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             batch_max_bytes=deps.batch_max_bytes,
             progress=progress,
             result=written,
+            concurrency=deps.concurrency,
         )
         report.success = written.written
         report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)

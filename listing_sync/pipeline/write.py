@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,10 +79,52 @@ def _body(rows: Sequence[ValidRow], suffix: bytes) -> bytes:
 
 @dataclass
 class WriteResult:
-    """What the writer got done so far (filled in as batches land)."""
+    """What the writer got done so far (filled in as batches land, from any writer thread)."""
 
     written: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def landed(self, rows: int, problem: RowProblem | None = None) -> None:
+        with self._lock:
+            self.written += rows
+            if problem is not None:
+                self.problems.append(problem)
+
+
+class _BatchWriter:
+    """Write one batch; a batch refused permanently is retried row by row."""
+
+    def __init__(
+        self, listings: ListingsStore, suffix: bytes, result: WriteResult, progress: Progress
+    ) -> None:
+        self.listings = listings
+        self.suffix = suffix
+        self.result = result
+        self.progress = progress
+        self._progress_lock = threading.Lock()
+
+    def __call__(self, batch: list[ValidRow]) -> None:
+        try:
+            self.listings.upsert(_body(batch, self.suffix))
+            self.result.landed(len(batch))
+        except PermanentError as batch_error:
+            if len(batch) == 1:
+                self.result.landed(0, _server_problem(batch[0], batch_error))
+            else:
+                log.warning(
+                    "batch of %d rows refused (%s); retrying row by row",
+                    len(batch),
+                    batch_error.message,
+                )
+                for row in batch:
+                    try:
+                        self.listings.upsert(_body([row], self.suffix))
+                        self.result.landed(1)
+                    except PermanentError as row_error:
+                        self.result.landed(0, _server_problem(row, row_error))
+        with self._progress_lock:
+            self.progress.advance(len(batch))
 
 
 def write_rows(
@@ -92,36 +136,41 @@ def write_rows(
     batch_max_bytes: int,
     progress: Progress,
     result: WriteResult | None = None,
+    concurrency: int = 1,
 ) -> WriteResult:
-    """Upsert ``rows`` in batches; a batch failing permanently is retried row by row.
+    """Upsert ``rows`` in batches, up to ``concurrency`` requests in flight.
 
     Counts go into ``result`` as batches land, so a run that stops half-way can
-    still say how much it wrote.
+    still say how much it wrote. The first error that is not a refused row stops
+    further batches; those in flight finish, then it is raised.
     """
-    suffix = _bookkeeping_suffix(sync_id)
     result = WriteResult() if result is None else result
+    write = _BatchWriter(listings, _bookkeeping_suffix(sync_id), result, progress)
     progress.phase("writing", total=len(rows))
-    for batch in batches(rows, batch_size, batch_max_bytes):
-        try:
-            listings.upsert(_body(batch, suffix))
-            result.written += len(batch)
-        except PermanentError as batch_error:
-            if len(batch) == 1:
-                result.problems.append(_server_problem(batch[0], batch_error))
-            else:
-                log.warning(
-                    "batch of %d rows refused (%s); retrying row by row",
-                    len(batch),
-                    batch_error.message,
-                )
-                for row in batch:
-                    try:
-                        listings.upsert(_body([row], suffix))
-                        result.written += 1
-                    except PermanentError as row_error:
-                        result.problems.append(_server_problem(row, row_error))
-        progress.advance(len(batch))
+    todo = batches(rows, batch_size, batch_max_bytes)
+    if concurrency <= 1:
+        for batch in todo:
+            write(batch)
+        return result
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="listing-sync-write") as pool:
+        in_flight: set[Future[None]] = set()
+        for batch in todo:
+            if len(in_flight) >= concurrency:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                failure = _first_failure(done)
+                if failure is not None:
+                    break
+            in_flight.add(pool.submit(write, batch))
+        done, _ = wait(in_flight)
+        failure = failure or _first_failure(done)
+    if failure is not None:
+        raise failure
     return result
+
+
+def _first_failure(done: Iterable[Future[None]]) -> BaseException | None:
+    return next((f.exception() for f in done if f.exception() is not None), None)
 
 
 def _server_problem(row: ValidRow, exc: PermanentError) -> RowProblem:
