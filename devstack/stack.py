@@ -15,8 +15,12 @@ from .postgres import PostgresServer, start_postgres
 from .postgrest import PostgrestServer, mint_jwt, start_postgrest
 from .sheets_server import SheetsServer
 
-ROLES_SQL = REPO_ROOT / "devstack" / "roles.sql"
+ROLES_SQL = REPO_ROOT / "devstack" / "supabase_roles.sql"
 SQL_DIR = REPO_ROOT / "sql"
+# As on Supabase: the cluster's superuser, and the role that owns the database and
+# applies sql/ (NOSUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS).
+SUPERUSER = "supabase_admin"
+SCHEMA_OWNER = "postgres"
 DEFAULT_SPREADSHEET_ID = "test-spreadsheet"
 _NULL = "\x1dNULL\x1d"
 _FIELD_SEP = "\x1f"
@@ -25,6 +29,13 @@ _RECORD_SEP = "\x1e"
 
 class LocalStack:
     """PostgreSQL + schema + PostgREST + SheetsServer + service-account key, all local.
+
+    The database has Supabase's role model: ``supabase_admin`` is the only superuser and
+    applies ``roles_sql`` (devstack/supabase_roles.sql); ``sql/`` is applied as the
+    non-superuser ``postgres``, as an office does on Supabase. ``legacy_default_privileges``
+    adds the default privileges of projects created before 2026 (every new table in
+    ``public`` granted to the API roles); ``pg_bindir`` runs other server binaries
+    (``devstack.postgres.PG17_BINDIR``).
 
     >>> with LocalStack(tmp_path) as stack:
     ...     stack.sheets.set_sheet(stack.spreadsheet_id, "Sheet1", rows)
@@ -39,11 +50,15 @@ class LocalStack:
         jwt_secret: str | None = None,
         sql_dir: Path = SQL_DIR,
         roles_sql: Path = ROLES_SQL,
+        legacy_default_privileges: bool = False,
+        pg_bindir: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.spreadsheet_id = spreadsheet_id
         self.sql_dir = Path(sql_dir)
         self.roles_sql = Path(roles_sql)
+        self.legacy_default_privileges = legacy_default_privileges
+        self.pg_bindir = pg_bindir
         self.state_dir = self.workdir / "state"
         self.key_path = self.workdir / "service-account.json"
         self._jwt_secret = jwt_secret
@@ -78,7 +93,8 @@ class LocalStack:
             side = threading.Thread(target=prepare_google_side, name="devstack-google-side")
             side.start()
             try:
-                self.pg = start_postgres(self.workdir)
+                self.pg = start_postgres(self.workdir, superuser=SUPERUSER, bindir=self.pg_bindir)
+                self.apply_roles()
                 self.apply_schema()
             finally:
                 side.join()
@@ -155,21 +171,35 @@ class LocalStack:
         return env
 
     # -- database helpers ------------------------------------------------------------------
-    def apply_schema(self) -> None:
-        """Apply devstack/roles.sql then sql/*.sql in name order (idempotent)."""
+    def apply_roles(self) -> None:
+        """Apply ``roles_sql`` as the superuser (Supabase's roles; idempotent)."""
         pg = self.pg
         if pg is None:
             raise StackError("LocalStack is not started")
-        pg.apply_sql_dir(self.sql_dir, first=[self.roles_sql])
+        legacy = "on" if self.legacy_default_privileges else "off"
+        pg.psql(
+            files=[self.roles_sql],
+            user=SUPERUSER,
+            extra_args=["-v", f"legacy_default_privileges={legacy}"],
+        )
 
-    def psql(self, sql: str) -> str:
-        """Run SQL as the postgres superuser; return psql's stdout."""
-        return self._require()[0].psql(sql)
+    def apply_schema(self) -> None:
+        """Apply sql/*.sql in name order as ``postgres``, not a superuser (idempotent)."""
+        pg = self.pg
+        if pg is None:
+            raise StackError("LocalStack is not started")
+        pg.apply_sql_dir(self.sql_dir, user=SCHEMA_OWNER)
 
-    def sql(self, query: str) -> list[tuple[str | None, ...]]:
-        """Run one query as superuser; rows as tuples of text (NULL -> None)."""
+    def psql(self, sql: str, *, user: str = SCHEMA_OWNER) -> str:
+        """Run SQL as ``postgres`` (owner of the tables, not a superuser), or as ``user``
+        (``supabase_admin`` for the superuser); return psql's stdout."""
+        return self._require()[0].psql(sql, user=user)
+
+    def sql(self, query: str, *, user: str = SCHEMA_OWNER) -> list[tuple[str | None, ...]]:
+        """Run one query as ``postgres`` (or ``user``); rows as tuples of text (NULL -> None)."""
         out = self._require()[0].psql(
             query,
+            user=user,
             extra_args=[
                 "-At",
                 "-F",

@@ -1,5 +1,48 @@
 -- property_listings: one row per listing, kept equal to the Google Sheet by listing-sync.
--- Idempotent: safe to apply again on every deploy.
+-- Idempotent: safe to apply again on every deploy, as the role that owns the tables
+-- (on Supabase: `postgres`, which is not a superuser).
+
+-- Stop before changing anything when an object sql/ manages belongs to another role:
+-- only the owner may alter it, add policies or change its grants, and a half-applied
+-- sql/ would be worse than none. (An old Supabase dashboard made tables as
+-- `supabase_admin`.) The message names the owner and the statements that fix it; on
+-- Supabase, see README "Supabase set-up" for where to run them.
+do $$
+declare
+    obj record;
+    owners text[] := '{}';
+    fixes text[] := '{}';
+begin
+    for obj in
+        select c.relname, c.relkind, pg_get_userbyid(c.relowner) as owner
+        from pg_class c
+        where c.relnamespace = 'public'::regnamespace
+          and c.relname in ('property_listings', 'sync_state', 'public_listings')
+          and c.relowner is distinct from (select oid from pg_roles where rolname = current_user)
+        order by c.relname
+    loop
+        owners := owners || format('public.%I belongs to %I', obj.relname, obj.owner);
+        fixes := fixes || format(
+            'alter %s public.%I owner to %I;',
+            case obj.relkind when 'v' then 'view' else 'table' end,
+            obj.relname,
+            current_user
+        );
+    end loop;
+    if cardinality(owners) > 0 then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = format(
+                'sql/ stopped before changing anything: %s, not to %I, the role applying sql/. '
+                'As that owner or a superuser, run: %s Then apply sql/ again as %I.',
+                array_to_string(owners, ', '),
+                current_user,
+                array_to_string(fixes, ' '),
+                current_user
+            );
+    end if;
+end
+$$;
 
 create table if not exists public.property_listings (
     property_number  text primary key,
