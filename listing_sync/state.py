@@ -21,7 +21,7 @@ RUNNING = ("queued", "in_progress")
 # A run's status only moves forward: every write to a run filters on this, so a write
 # that arrives late (held past the client's timeout, or a retry whose first attempt
 # did land) can never overwrite a final status or the values written with it.
-_STILL_RUNNING = "in.(queued,in_progress)"
+_STILL_RUNNING = "in.(" + ",".join(RUNNING) + ")"
 
 
 @dataclass(frozen=True)

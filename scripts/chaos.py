@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=50, help="fault rounds (each + a clean run)")
     parser.add_argument("--hostile", type=int, default=50, help="hostile sheets")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM, still stop the stack it started (the with blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rnd = random.Random(args.seed)
     started = time.monotonic()
     with (
@@ -315,11 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         campaign = Campaign(stack, proxy, rnd)
         for i in range(args.rounds):
             campaign.fault_round(i)
-            if i % 25 == 24:
+            if i % 10 == 9:
                 print(f"round {i + 1}: {len(campaign.violations)} violation(s)", flush=True)
         for i in range(args.hostile):
             campaign.hostile_round(i)
-            if i % 25 == 24:
+            if i % 10 == 9:
                 print(f"hostile {i + 1}: {len(campaign.violations)} violation(s)", flush=True)
         runs = stack.sql("select status, count(*) from sync_state group by status order by 1")
     summary = {
