@@ -2,7 +2,8 @@
 
 It forwards every request to the upstream (keep-alive towards the client,
 ``Content-Length`` bodies), records each request it saw, and answers the ones a
-queued fault matches with a 5xx/4xx, a dropped connection or a slow answer::
+queued fault matches with a 5xx/4xx, a dropped connection, a slow answer, or a
+lost answer::
 
     with FaultProxy(stack.postgrest_url) as proxy:
         proxy.fail(1, status=503, retry_after="1", method="POST", path="/property_listings")
@@ -12,6 +13,12 @@ queued fault matches with a 5xx/4xx, a dropped connection or a slow answer::
 Faults match on method and exact path (query excluded); ``skip`` lets the first
 ``skip`` matching requests pass that fault; ``n=None`` fails every match until
 cleared. The first queued fault that matches (and is not skipping) wins.
+
+The two faults that make an outcome unknown to the client: ``lose_answer`` forwards
+the request (the write happens) and closes the connection without the answer;
+``hold`` keeps the request while the client times out and retries, until the test
+calls ``release()``, then forwards it: the write lands late, at a moment the test
+chooses (``slow`` does the same after a fixed delay).
 """
 
 from __future__ import annotations
@@ -64,12 +71,12 @@ class ProxiedRequest:
     path: str  # without the query string
     query: str
     time: float  # time.time() when it arrived
-    outcome: str  # "forwarded", "status 503", "dropped", "partial", "slow"
+    outcome: str  # "forwarded", "status 503", "dropped", "partial", "slow", "lost", "held"
 
 
 @dataclass
 class _Fault:
-    kind: str  # "status" | "dropped" | "partial" | "slow"
+    kind: str  # "status" | "dropped" | "partial" | "slow" | "lost" | "held"
     method: str | None
     path: str | None
     skip: int
@@ -128,6 +135,7 @@ class FaultProxy(BackgroundServer):
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._faults: list[_Fault] = []
+        self._released = threading.Event()
         self._requests: list[ProxiedRequest] = []
 
     # -- faults ----------------------------------------------------------------------
@@ -174,6 +182,21 @@ class FaultProxy(BackgroundServer):
         """
         self._add(_Fault("partial" if partial else "dropped", method, path, skip, n))
 
+    def lose_answer(
+        self,
+        n: int | None = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        skip: int = 0,
+    ) -> None:
+        """Forward ``n`` matching requests, then close the connection without the answer.
+
+        The upstream did the work (a write is committed); the client sees a
+        connection error and cannot tell whether it happened.
+        """
+        self._add(_Fault("lost", method, path, skip, n))
+
     def slow(
         self,
         n: int | None = 1,
@@ -183,8 +206,33 @@ class FaultProxy(BackgroundServer):
         path: str | None = None,
         skip: int = 0,
     ) -> None:
-        """Wait ``seconds`` before forwarding ``n`` matching requests (they still happen)."""
+        """Wait ``seconds`` before forwarding ``n`` matching requests (they still happen).
+
+        With ``seconds`` past the client's timeout, the request is held while the
+        client gives up and retries, and then executed late.
+        """
         self._add(_Fault("slow", method, path, skip, n, seconds=seconds))
+
+    def hold(
+        self,
+        n: int | None = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        skip: int = 0,
+        seconds: float = 30.0,
+    ) -> None:
+        """Hold ``n`` matching requests until ``release()`` (at most ``seconds``), then forward.
+
+        Past the client's timeout, the client gives up and retries; the held request
+        still reaches the upstream afterwards, as a late write.
+        """
+        self._released.clear()
+        self._add(_Fault("held", method, path, skip, n, seconds=seconds))
+
+    def release(self) -> None:
+        """Let every held request go on to the upstream."""
+        self._released.set()
 
     def clear_faults(self) -> None:
         """Forward everything from now on."""
@@ -278,9 +326,15 @@ class FaultProxy(BackgroundServer):
                 return
             if fault is not None and fault.kind == "slow":
                 time.sleep(fault.seconds)
-            self._forward(handler, method, body)
+            if fault is not None and fault.kind == "held":
+                self._released.wait(fault.seconds)
+            self._forward(
+                handler, method, body, lose_answer=fault is not None and fault.kind == "lost"
+            )
 
-    def _forward(self, handler: _Handler, method: str, body: bytes) -> None:
+    def _forward(
+        self, handler: _Handler, method: str, body: bytes, *, lose_answer: bool = False
+    ) -> None:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
@@ -297,6 +351,9 @@ class FaultProxy(BackgroundServer):
             payload = f"fault proxy: upstream failed: {exc}".encode()
         finally:
             upstream.close()
+        if lose_answer:
+            handler.close_connection = True
+            return
         if method == "HEAD":
             payload = b""
         _respond(handler, status, out, payload)

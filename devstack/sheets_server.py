@@ -96,7 +96,17 @@ DEFAULT_MESSAGES = {
 }
 
 Cell = str | int | float | bool | None
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dumps(value: object) -> str:
+    """Return JSON text that encodes as UTF-8.
+
+    A lone surrogate (a LEFT() over an emoji makes one in a real sheet) cannot be
+    UTF-8; in JSON it travels as a \\uXXXX escape, which the client decodes back.
+    """
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", _encode(value))
 
 
 # --------------------------------------------------------------------------- A1 notation

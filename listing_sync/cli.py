@@ -255,23 +255,27 @@ def load(common: Common) -> Settings:
 
 
 class _Signals:
-    """SIGTERM/SIGINT: finish the current request, then stop; a second one aborts."""
+    """SIGTERM/SIGINT: finish the current request, then stop; a second one aborts.
 
-    def __init__(self, flag: Callable[[], None]) -> None:
+    Once ``settled`` says the outcome is recorded, signals are ignored. The handler
+    stays installed until the process exits: restoring the default before the output
+    and the exit would let a late SIGTERM kill the process (-15) instead of it
+    exiting with the outcome it has already recorded.
+    """
+
+    def __init__(self, flag: Callable[[], None], settled: Callable[[], bool]) -> None:
         self.flag = flag
+        self.settled = settled
         self.count = 0
-        self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _Signals:
+    def install(self) -> _Signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self.previous[sig] = signal.signal(sig, self._handle)
+            signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
     def _handle(self, signum: int, frame: object) -> None:
+        if self.settled():
+            return
         self.count += 1
         self.flag()
         if self.count > 1:
@@ -299,21 +303,25 @@ def run_sync_command(
             describe=lambda report: "\n".join(sync_problem_lines(report)),
             scrub=common.logs.redact,
         )
-        with _Signals(stop.set), contextlib.ExitStack() as stack:
-            progress = (
-                stack.enter_context(RichProgress(stderr_console()))
-                if mode.interactive
-                else NoProgress()
-            )
-            report = service.execute(
-                settings,
-                request,
-                stop=stop,
-                progress=progress,
-                reporting=reporting,
-                wait=wait,
-                metrics_file=metrics_file,
-            )
+        _Signals(stop.set, stop.settled.is_set).install()
+        try:
+            with contextlib.ExitStack() as stack:
+                progress = (
+                    stack.enter_context(RichProgress(stderr_console()))
+                    if mode.interactive
+                    else NoProgress()
+                )
+                report = service.execute(
+                    settings,
+                    request,
+                    stop=stop,
+                    progress=progress,
+                    reporting=reporting,
+                    wait=wait,
+                    metrics_file=metrics_file,
+                )
+        finally:
+            stop.settle()  # also when no run was started (lock busy, dry run, error)
         _show_sync(report, mode, common.logs)
     _exit(report.exit_code)
 

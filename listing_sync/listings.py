@@ -69,15 +69,27 @@ class ListingsStore:
         )
 
     def mark_removed(self, numbers: Sequence[str], *, sync_id: str, now: str) -> int:
-        """Set removed_at on the active listings ``numbers``; return how many changed."""
-        count = 0
+        """Set removed_at on the active listings ``numbers``; return how many this run removed.
+
+        The count is read back from the table (removed, and by this run), not summed
+        from the PATCH answers: when an answer is lost and the retry matches no row
+        (the first attempt did land), the listing is still counted, exactly once.
+        """
+        key = self.table.key
         for flt in in_filters(sorted(numbers)):
-            count += self.client.update(
+            self.client.update(
                 self.table.name,
-                {self.table.key: flt, "removed_at": "is.null"},
+                {key: flt, "removed_at": "is.null"},
                 {"removed_at": now, "last_sync_id": sync_id},
             )
-        return count
+        removed = self.client.select_in(
+            self.table.name,
+            select=key,
+            column=key,
+            values=sorted(numbers),
+            filters=[("last_sync_id", f"eq.{sync_id}"), ("removed_at", "not.is.null")],
+        )
+        return sum(1 for _ in removed)
 
     def synced_at(self, numbers: Sequence[str]) -> dict[str, str | None]:
         """Return {property number: synced_at as stored} for the listings ``numbers``."""

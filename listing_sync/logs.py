@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
+from .sanitize import clean_text
+
 LOGGER = "listing_sync"
 REDACTED = "[REDACTED]"
 
@@ -42,7 +44,8 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        # Whatever is redacted is about to be printed: make it encodable as well.
+        return clean_text(text)
 
 
 class RedactFilter(logging.Filter):
@@ -57,14 +60,14 @@ class RedactFilter(logging.Filter):
         return self.redactor.secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.redactor.secrets:
-            record.msg = self.redactor(record.getMessage())
-            record.args = None
-            # The traceback is text too (exception messages): render and redact it here.
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self.redactor(record.exc_text)
+        # Always, even with no secret yet: redaction also escapes what cannot be encoded.
+        record.msg = self.redactor(record.getMessage())
+        record.args = None
+        # The traceback is text too (exception messages): render and redact it here.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
         return True
 
 

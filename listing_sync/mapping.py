@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from .errors import ConfigError, DataError
+from .sanitize import clean_text
 from .schema import LISTINGS, ColumnKind, ListingsTable
 
 FORMULA_ERRORS: Final = frozenset(
@@ -147,14 +148,16 @@ class HeaderMap:
 
 
 def _header_text(value: object) -> str:
+    # A header names an extra key, a warning and an error message: NUL or a lone
+    # surrogate in it would fail every run, so it is escaped (still recognisable).
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
+        return clean_text(value.strip())
     try:
         return coerce_text(value) or ""
     except CellError:
-        return str(value)
+        return clean_text(str(value))
 
 
 def build_header_map(
@@ -254,6 +257,8 @@ def _clean(text: str) -> str | None:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate would break JSON and hashing later
             raise CellError("text is not valid Unicode") from None
+    if "\x00" in text:  # PostgreSQL text cannot hold it (22P05): fail the cell, not a batch
+        raise CellError("text holds a NUL character")
     text = text.strip()
     if not text:
         return None
@@ -409,11 +414,35 @@ _NUMBER = r"[+-]?(?:(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)"
 _NUMERIC_RE = re.compile(rf"({_NUMBER})\s*(?:m2|m\^2|sqm|平米|平方メートル)?", re.IGNORECASE)
 
 
+# The most digits a numeric cell may have (written out in plain notation). Far more
+# than any area needs, and far below Python's 4,300-digit int-string limit, which
+# would otherwise raise ValueError when the value is written out and fail the run.
+MAX_NUMBER_DIGITS: Final = 1000
+
+
+def _too_long(digits: int) -> CellError:
+    return CellError(f"number too long ({digits} digits; at most {MAX_NUMBER_DIGITS})")
+
+
+def _bounded(value: Decimal) -> Decimal:
+    if value.is_finite():
+        _sign, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)  # finite
+        width = max(len(digits) + exponent, len(digits), -exponent)
+        if width > MAX_NUMBER_DIGITS:
+            raise _too_long(width)
+    return value
+
+
 @_memoized
 def _numeric_from_text(raw: str) -> Decimal | None:
     text = _clean(raw)
     if text is None:
         return None
+    if len(text) > MAX_NUMBER_DIGITS:  # checked before parsing: the cheap common case skips it
+        digits = sum(c.isdigit() for c in text)
+        if digits > MAX_NUMBER_DIGITS:
+            raise _too_long(digits)
     # Fast path for plain "98.25" / "120"; Decimal() alone would also take "1_0" or "NaN".
     if text.isascii() and text.replace(".", "", 1).isdigit():
         return Decimal(text)
@@ -434,7 +463,7 @@ def coerce_numeric(value: object) -> Decimal | None:
         # repr is the shortest text that reads back as this float: 120.5, not 120.5000000001.
         return Decimal(repr(value))
     if cls is int:
-        return Decimal(value)  # type: ignore[arg-type]
+        return _bounded(Decimal(value))  # type: ignore[arg-type]
     if cls is str or isinstance(value, str):
         return _numeric_from_text(str(value))
     if isinstance(value, bool):
@@ -442,9 +471,9 @@ def coerce_numeric(value: object) -> Decimal | None:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise CellError("not a finite number")
-        return value
+        return _bounded(value)
     if isinstance(value, int):
-        return Decimal(int(value))
+        return _bounded(Decimal(int(value)))
     if isinstance(value, float):
         return coerce_numeric(float(value))
     raise _unsupported(value)

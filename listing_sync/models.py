@@ -193,8 +193,10 @@ class RowProblem:
     value: object | None  # the raw cell value, for the report
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the problem as a JSON-ready dict."""
-        return asdict(self)
+        """Return the problem as a JSON-ready dict (NUL and lone surrogates escaped)."""
+        from .sanitize import clean
+
+        return clean(asdict(self))
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,10 @@ def stderr_console() -> Console:
 
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:
+    from .sanitize import clean
+
     stream = stream or sys.stdout
-    stream.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    stream.write(json.dumps(clean(data), ensure_ascii=False, indent=2, default=str) + "\n")
     stream.flush()
 
 

@@ -199,6 +199,19 @@ class PostgrestClient:
         rows = response.json()
         return rows[0]
 
+    def insert_once(self, table: str, row: Mapping[str, Any], *, on_conflict: str) -> None:
+        """Insert one row; a row with the same ``on_conflict`` value already there wins.
+
+        Retrying it after a lost answer is safe: the second attempt inserts nothing.
+        """
+        self._request(
+            "POST",
+            table,
+            params={"on_conflict": on_conflict},
+            content=json.dumps(row).encode(),
+            prefer="resolution=ignore-duplicates,return=minimal",
+        )
+
     def update(self, table: str, filters: Mapping[str, str], values: Mapping[str, Any]) -> int:
         """PATCH rows matching ``filters``; return how many changed."""
         response = self._request(
@@ -270,10 +283,14 @@ class PostgrestClient:
         select: str,
         column: str,
         values: Sequence[str],
+        filters: Sequence[tuple[str, str]] = (),
     ) -> Iterator[dict[str, Any]]:
-        """Yield rows whose ``column`` is one of ``values``, chunked to keep URLs short."""
+        """Yield rows whose ``column`` is one of ``values`` (and match ``filters``).
+
+        Chunked to keep URLs short.
+        """
         for flt in in_filters(values):
-            yield from self.select(table, select=select, filters=[(column, flt)])
+            yield from self.select(table, select=select, filters=[(column, flt), *filters])
 
 
 def _count_from_range(content_range: str | None) -> int:

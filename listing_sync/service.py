@@ -59,7 +59,10 @@ def execute(
             runtime.start_budget()
             notify.ping(settings.ping_url, "start")
             try:
-                report = run_sync(deps, request, progress)
+                try:
+                    report = run_sync(deps, request, progress)
+                finally:
+                    stop.settle()  # the outcome is recorded: later signals change nothing
             except (Exception, KeyboardInterrupt) as exc:
                 # Also for a crash: the monitor must hear how the started run ended.
                 code = _exit_code_of(exc)

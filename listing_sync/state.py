@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import NotFoundError, PermanentError
 from .postgrest import PostgrestClient
+from .sanitize import clean
 from .schema import SYNC_STATE as TABLE
 from .timeutil import iso, parse_ts, utcnow
 
 # error_details keeps at most this many row problems; the counts stay exact.
 MAX_ERROR_DETAILS = 1000
 RUNNING = ("queued", "in_progress")
+# A run's status only moves forward: every write to a run filters on this, so a write
+# that arrives late (held past the client's timeout, or a retry whose first attempt
+# did land) can never overwrite a final status or the values written with it.
+_STILL_RUNNING = "in.(" + ",".join(RUNNING) + ")"
 
 
 @dataclass(frozen=True)
@@ -52,29 +58,38 @@ class SyncStateStore:
         self.client = client
         self.outcome_client = outcome_client or client
 
-    def create(self, sync_type: str) -> str:
-        """Insert a queued run and return its id."""
-        row = self.client.insert_returning(
+    def create(self, sync_type: str, sync_id: str | None = None) -> str:
+        """Insert a queued run and return its id.
+
+        The id is chosen here, not by the database, and a duplicate is ignored: when
+        the answer to the insert is lost and the guard retries, there is still one row.
+        """
+        sync_id = sync_id or str(uuid.uuid4())
+        self.client.insert_once(
             TABLE,
             {
+                "id": sync_id,
                 "sync_type": sync_type,
                 "status": "queued",
                 "started_at": iso(utcnow()),
-                "host": socket.gethostname(),
+                "host": clean(socket.gethostname()),
                 "pid": os.getpid(),
             },
+            on_conflict="id",
         )
-        return str(row["id"])
+        return sync_id
 
-    def update(self, sync_id: str, **values: Any) -> None:
-        """Update one run's row; ``updated_at`` is set for you."""
+    def update(self, sync_id: str, **values: Any) -> int:
+        """Update one run still queued/in_progress; return 0 if it has already ended."""
         values["updated_at"] = iso(utcnow())
-        self.client.update(TABLE, {"id": f"eq.{sync_id}"}, values)
+        filters = {"id": f"eq.{sync_id}", "status": _STILL_RUNNING}
+        return self.client.update(TABLE, filters, clean(values))
 
-    def record_outcome(self, sync_id: str, **values: Any) -> None:
-        """Write one run's final values through ``outcome_client``."""
+    def record_outcome(self, sync_id: str, **values: Any) -> int:
+        """Write one run's final values through ``outcome_client`` (once: see update)."""
         values["updated_at"] = iso(utcnow())
-        self.outcome_client.update(TABLE, {"id": f"eq.{sync_id}"}, values)
+        filters = {"id": f"eq.{sync_id}", "status": _STILL_RUNNING}
+        return self.outcome_client.update(TABLE, filters, clean(values))
 
     def abandon_running(self, reason: str) -> list[str]:
         """Mark runs left queued/in_progress by a dead process as abandoned.

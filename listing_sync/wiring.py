@@ -72,9 +72,15 @@ class StopFlag:
     """Set by SIGTERM/SIGINT; checked before every remote request."""
 
     event: threading.Event = field(default_factory=threading.Event)
+    # Set once the run's outcome is recorded (or it ended before a run existed): a
+    # signal from then on changes nothing, the outcome's exit code is the exit code.
+    settled: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self) -> bool:
         return self.event.is_set()
+
+    def settle(self) -> None:
+        self.settled.set()
 
     def set(self) -> None:
         self.event.set()

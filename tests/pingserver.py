@@ -12,8 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class PingRecorder:
     """An HTTP server on 127.0.0.1 that answers 200 and records every request."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, *, hold_path: str | None = None) -> None:
         self.status = status
+        # A request to ``hold_path`` is recorded, then left unanswered until
+        # ``release()`` (at most 30 s): the sender is caught in the middle of its ping.
+        self.hold_path = hold_path
+        self._released = threading.Event()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, body)
         self._lock = threading.Lock()
         recorder = self
@@ -27,6 +31,8 @@ class PingRecorder:
                 body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
                 with recorder._lock:
                     recorder.requests.append((self.command, self.path, body))
+                if self.path == recorder.hold_path:
+                    recorder._released.wait(30)
                 self.send_response(recorder.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -49,11 +55,16 @@ class PingRecorder:
         with self._lock:
             return [path for _, path, _ in self.requests]
 
+    def release(self) -> None:
+        """Answer the held requests, and every later one at once."""
+        self._released.set()
+
     def __enter__(self) -> PingRecorder:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 

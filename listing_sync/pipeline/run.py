@@ -135,7 +135,13 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     report.started_at = utcnow()
     written = WriteResult()
     try:
-        deps.state.update(report.sync_id, status="in_progress")
+        if not deps.state.update(report.sync_id, status="in_progress"):
+            # The create was answered but no row is there (a trigger or policy on
+            # sync_state swallowed it): this run could not leave a truthful record.
+            raise ListingSyncError(
+                f"sync_state did not keep run {report.sync_id}: check triggers and "
+                "policies on sync_state; nothing was written"
+            )
         if early is not None:
             raise early
         assert opened is not None
