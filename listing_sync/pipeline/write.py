@@ -92,18 +92,20 @@ def write_rows(
     batch_max_bytes: int,
     progress: Progress,
     result: WriteResult | None = None,
+    columns: Sequence[str] | None = None,
 ) -> WriteResult:
     """Upsert ``rows`` in batches; a batch failing permanently is retried row by row.
 
     Counts go into ``result`` as batches land, so a run that stops half-way can
-    still say how much it wrote.
+    still say how much it wrote. ``columns`` are the keys of every row's body
+    (default: every column the table declares).
     """
     suffix = _bookkeeping_suffix(sync_id)
     result = WriteResult() if result is None else result
     progress.phase("writing", total=len(rows))
     for batch in batches(rows, batch_size, batch_max_bytes):
         try:
-            listings.upsert(_body(batch, suffix))
+            listings.upsert(_body(batch, suffix), columns)
             result.written += len(batch)
         except PermanentError as batch_error:
             if len(batch) == 1:
@@ -116,7 +118,7 @@ def write_rows(
                 )
                 for row in batch:
                     try:
-                        listings.upsert(_body([row], suffix))
+                        listings.upsert(_body([row], suffix), columns)
                         result.written += 1
                     except PermanentError as row_error:
                         result.problems.append(_server_problem(row, row_error))
