@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 SYNC_EXIT_CODES = """\
 Exit codes: 0 completed (also when nothing changed); 1 partial (some rows failed or
 numbers were not found, the rest written); 2 usage error; 65 the sheet is unusable
-(missing key header, duplicate headers, mass removal); 69 Google Sheets or PostgREST
-unreachable after retries, or a circuit breaker is open; 70 unexpected error;
+(missing key header, duplicate headers, no header for a column the table has filled,
+mass removal); 69 Google Sheets or PostgREST unreachable after retries, or a circuit
+breaker is open; 70 unexpected error;
 75 another sync is running, or the run was interrupted; 78 configuration error."""
 
 app = typer.Typer(
@@ -343,6 +344,9 @@ def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
         logs.problem_lines(sync_problem_lines(report))
+    elif report.notices and not mode.quiet and not mode.verbose:
+        # A column without header: cron must hear of it even though the run was clean.
+        logs.problem_lines(warning_lines(report.notices, MAX_WARNING_LINES))
     elif mode.verbose and report.warnings:
         # A clean cron run stays silent; --verbose also shows cells read as null.
         logs.problem_lines(warning_lines(report.warnings, MAX_WARNING_LINES))
@@ -364,6 +368,14 @@ ForceOpt = Annotated[
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Read everything, write nothing, show the plan.")
+]
+AllowMissingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing-columns",
+        help="Go on when a mapped column's header is missing from the sheet; leave that "
+        "column's stored values as they are (otherwise the run stops with exit 65).",
+    ),
 ]
 MetricsOpt = Annotated[
     Path | None,
@@ -393,6 +405,7 @@ def sync_all(
             help="Allow marking more than SYNC_MAX_REMOVE_FRACTION of the listings removed.",
         ),
     ] = False,
+    allow_missing_columns: AllowMissingOpt = False,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
@@ -400,7 +413,11 @@ def sync_all(
     from .pipeline.plan import SyncRequest
 
     request = SyncRequest(
-        "full", force=force, dry_run=dry_run, allow_mass_removal=allow_mass_removal
+        "full",
+        force=force,
+        dry_run=dry_run,
+        allow_mass_removal=allow_mass_removal,
+        allow_missing_columns=allow_missing_columns,
     )
     run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
 
@@ -452,6 +469,7 @@ def sync_numbers(
         typer.Option("--from-file", metavar="FILE", help="Read numbers, one per line; - is stdin."),
     ] = None,
     force: ForceOpt = False,
+    allow_missing_columns: AllowMissingOpt = False,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
@@ -460,7 +478,13 @@ def sync_numbers(
 
     with errors_to_exit(common):
         wanted = read_numbers(numbers or [], from_file)
-    request = SyncRequest("selective", numbers=tuple(wanted), force=force, dry_run=dry_run)
+    request = SyncRequest(
+        "selective",
+        numbers=tuple(wanted),
+        force=force,
+        dry_run=dry_run,
+        allow_missing_columns=allow_missing_columns,
+    )
     run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
 
 

@@ -62,11 +62,25 @@ class ListingsStore:
             self.table.name, select=select, column=self.table.key, values=list(numbers)
         )
 
-    def upsert(self, body: bytes) -> None:
-        """Insert or update the listings in ``body``, a JSON array of full rows."""
+    def upsert(self, body: bytes, columns: Sequence[str] | None = None) -> None:
+        """Insert or update the listings in ``body``, a JSON array of rows.
+
+        ``columns`` (default: every column listing-sync writes) are the keys of each row;
+        a column left out keeps its stored value.
+        """
         self.client.upsert(
-            self.table.name, body, on_conflict=self.table.key, columns=self.table.write_columns
+            self.table.name,
+            body,
+            on_conflict=self.table.key,
+            columns=self.table.write_columns if columns is None else columns,
         )
+
+    def has_values(self, column: str) -> bool:
+        """Tell whether any listing (active or removed) holds a value in ``column``."""
+        rows = self.client.select(
+            self.table.name, select=self.table.key, filters=[(column, "not.is.null")], limit=1
+        )
+        return bool(rows)
 
     def mark_removed(self, numbers: Sequence[str], *, sync_id: str, now: str) -> int:
         """Set removed_at on the active listings ``numbers``; return how many this run removed.

@@ -145,6 +145,9 @@ class HeaderMap:
     blank: frozenset[int]  # indices of blank headers
     width: int  # number of header cells; data to the right of it has no header
     warnings: list[str] = field(default_factory=list)
+    # Sheet-fed columns no header maps to; the planner decides whether that is fatal.
+    missing: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()  # the header cells as text, trimmed
 
 
 def _header_text(value: object) -> str:
@@ -181,6 +184,7 @@ def build_header_map(
     warnings: list[str] = []
     mapped_at: dict[str, int] = {}
     extra_at: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
     texts = [_header_text(h) for h in headers]
 
     for index, text in enumerate(texts):
@@ -203,12 +207,7 @@ def build_header_map(
             columns[index] = column
             continue
         if text in extra_at:
-            first = extra_at[text]
-            raise DataError(
-                f"Headers {text!r} (column {column_letter(first)}) and {text!r} (column {where}) "
-                f"in tab {tab!r} have the same name and match no table column; rename one so "
-                "both can be kept in extra."
-            )
+            duplicates.setdefault(text, [extra_at[text]]).append(index)
         extra_at[text] = index
         extra[index] = text
         if name in table.managed:
@@ -223,13 +222,15 @@ def build_header_map(
             f"Header {table.key!r} not found in tab {tab!r}; found: {found}. "
             "Add the column or map it in SYNC_MAPPING."
         )
-    # A renamed header silently empties its column: say so once, with the likely suspects.
-    missing = [repr(c) for c in table.columns if c not in mapped_at]
-    if missing:
-        unmapped = ", ".join(extra.values()) or "none"
+    # Two columns with one unmapped header: keep both, told apart by their letters, so
+    # neither column's values are lost or overwritten by the other in extra.
+    for text, indices in duplicates.items():
+        names = [f"{text} ({column_letter(i)})" for i in indices]
+        for index, name in zip(indices, names, strict=True):
+            extra[index] = name
         warnings.append(
-            f"No header in tab {tab!r} maps to {', '.join(missing)}; empty for every listing. "
-            f"Headers kept in extra: {unmapped}."
+            f"Headers {text!r} in tab {tab!r} appear {len(indices)} times and match no table "
+            f"column; their values are kept in extra as {', '.join(map(repr, names))}."
         )
     return HeaderMap(
         columns=columns,
@@ -237,6 +238,8 @@ def build_header_map(
         blank=frozenset(blank),
         width=len(texts),
         warnings=warnings,
+        missing=tuple(c for c in table.columns if c not in mapped_at),
+        headers=tuple(texts),
     )
 
 

@@ -168,13 +168,14 @@ def payload(listing: BaseModel) -> dict[str, Any]:
     return row
 
 
-def canonical_json(row: Mapping[str, Any]) -> bytes:
+def canonical_json(row: Mapping[str, Any], keys: Sequence[str] = HASHED_KEYS) -> bytes:
     """Return the canonical JSON (UTF-8) of the sheet-fed values + extra of ``row``.
 
     Canonical: sorted keys, no spaces; other keys of ``row`` (content_hash,
     synced_at...) are left out. This is exactly what ``content_hash`` hashes.
+    ``keys`` narrows it to the columns a run writes (a column without header is not).
     """
-    return _CANONICAL_JSON.encode({key: row[key] for key in HASHED_KEYS}).encode("utf-8")
+    return _CANONICAL_JSON.encode({key: row[key] for key in keys}).encode("utf-8")
 
 
 def content_hash(row: Mapping[str, Any]) -> str:

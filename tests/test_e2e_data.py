@@ -253,17 +253,20 @@ def test_moved_and_renamed_columns_never_shift_data(clean_stack: LocalStack, run
     assert outcome(total=2, skipped=2) == summary(data)
     assert before == listings(clean_stack)
 
+    # A renamed header would empty its column: the run stops, the table keeps its prices.
     renamed = ["Sale Price" if h == "price" else h for h in HEADER]
     set_sheet(clean_stack, rows, header=renamed)
-    data = full_sync(run_cli)
+    r, data = sync(run_cli, "sync", "all")
+    assert 65 == r.returncode, output(r)
+    assert "'price'" in data["error"] and "'Sale Price'" in data["error"], data["error"]
+    assert before == listings(clean_stack)
+
+    data = full_sync(run_cli, "--allow-missing-columns")
     assert outcome(total=2, success=2) == summary(data)
-    assert 1 == len(data["warnings"])
-    assert data["warnings"][0].startswith("No header in tab 'Listings' maps to 'price'")
     after = listings(clean_stack)
-    keep = [c for c in HEADER if c != "price"]
+    keep = HEADER  # price too: it is left as stored
     for n in ("M-1", "M-2"):
         assert {c: before[n][c] for c in keep} == {c: after[n][c] for c in keep}
-        assert after[n]["price"] is None
     assert {"M-1": {"Sale Price": 30_000_000}, "M-2": {"Sale Price": "9,800万円"}} == {
         n: t["extra"] for n, t in after.items()
     }

@@ -533,13 +533,12 @@ def test_unmapped_headers_go_to_extra() -> None:
     assert any("'content_hash'" in w and "manages" in w for w in header_map.warnings)
 
 
-def test_missing_columns_warn() -> None:
-    """Table columns with no header are named in one warning with the unmapped headers."""
+def test_missing_columns_are_listed_for_the_planner() -> None:
+    """Table columns with no header are listed in ``missing``; the planner decides about them."""
     header_map = build_header_map(["prise", *list(COLUMNS)[:-1]], {}, tab="L")
-    assert [
-        "No header in tab 'L' maps to 'notes'; empty for every listing. "
-        "Headers kept in extra: prise."
-    ] == header_map.warnings
+    assert ("notes",) == header_map.missing
+    assert ("prise", *list(COLUMNS)[:-1]) == header_map.headers
+    assert [] == header_map.warnings
 
 
 def test_full_header_has_no_warnings() -> None:
@@ -565,10 +564,14 @@ def test_duplicate_far_columns_named_by_letters() -> None:
         build_header_map(headers, {}, tab="Listings")
 
 
-def test_duplicate_unmapped_headers_is_data_error() -> None:
-    """Two unmapped headers with the same text would collide in extra."""
-    with pytest.raises(DataError, match=r"'Memo' \(column B\).*'Memo' \(column C\)"):
-        build_header_map(["property_number", "Memo", "Memo "], {}, tab="Listings")
+def test_duplicate_unmapped_headers_are_both_kept_by_column_letter() -> None:
+    """Unmapped headers with the same text go to extra under their column letters, warned."""
+    header_map = build_header_map(["property_number", "Memo", "x", "Memo "], {}, tab="Listings")
+    assert {1: "Memo (B)", 2: "x", 3: "Memo (D)"} == header_map.extra
+    assert [
+        "Headers 'Memo' in tab 'Listings' appear 2 times and match no table column; "
+        "their values are kept in extra as 'Memo (B)', 'Memo (D)'."
+    ] == header_map.warnings
 
 
 def test_missing_key_header_is_data_error() -> None:

@@ -8,6 +8,7 @@ still counts as in the sheet for duplicate keys and removals.
 
 from __future__ import annotations
 
+import difflib
 import gc
 import json
 from collections.abc import Iterable, Iterator
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DataError
 from ..listings import ListingsStore, StoredListing
+from ..mapping import normalize_header
 from .progress import NoProgress, Progress
-from .read import SheetSource, ValidRow, read_listings
+from .read import SheetReading, SheetSource, ValidRow, read_listings
 
 if TYPE_CHECKING:
     from ..models import RowProblem
@@ -35,6 +37,8 @@ class SyncRequest:
     force: bool = False
     dry_run: bool = False
     allow_mass_removal: bool = False
+    # Go on when a mapped column's header is missing; leave that column as stored.
+    allow_missing_columns: bool = False
 
 
 @dataclass
@@ -53,6 +57,12 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     active_before: int = 0
     changed_fields: dict[str, list[str]] = field(default_factory=dict)
+    # Sheet-fed columns this run does not write (header missing, values kept as stored).
+    omitted: tuple[str, ...] = ()
+    # Warnings (also in ``warnings``) that cron must see even when the run is clean.
+    notices: list[str] = field(default_factory=list)
+    # The upsert's columns; None: every column the table declares.
+    write_columns: tuple[str, ...] | None = None
 
     @property
     def to_write(self) -> list[ValidRow]:
@@ -130,6 +140,7 @@ def make_plan(
     # The tab and header now (a bad sheet setting fails before the table is read), the
     # rows lazily once the table's hashes are known.
     reading = read_listings(source, aliases, progress, trusted, table)
+    omitted, notices = _missing_columns(reading, listings, request, aliases)
     progress.phase("reading table")
     existing.update(listings.stored(None if wanted is None else request.numbers))
     progress.phase("reading sheet")
@@ -144,7 +155,12 @@ def make_plan(
         if read.number not in valid:
             valid[read.number] = read.valid
 
-    plan = Plan(tab=reading.tab, sheet_rows=reading.rows_seen, warnings=reading.warnings)
+    plan = Plan(
+        tab=reading.tab, sheet_rows=reading.rows_seen, warnings=reading.warnings, notices=notices
+    )
+    if omitted:
+        plan.omitted = omitted
+        plan.write_columns = tuple(c for c in table.write_columns if c not in omitted)
     problems = reading.problems
     if wanted is not None:
         problems = [p for p in problems if p.property_number in wanted]
@@ -205,6 +221,78 @@ def make_plan(
     return plan
 
 
+def _missing_columns(
+    reading: SheetReading,
+    listings: ListingsStore,
+    request: SyncRequest,
+    aliases: dict[str, str],
+) -> tuple[tuple[str, ...], list[str]]:
+    """Decide about sheet-fed columns no header maps to.
+
+    Return the columns to leave unwritten, and the warnings cron must see.
+
+    Writing such a column would set it to null for every listing: a renamed header
+    would silently wipe it. So a column the table holds values for stops the run
+    (nothing is written yet) unless the operator allows it, and is then left as stored.
+    A column never filled only warns, on stderr too, so cron mails it.
+    """
+    header_map = reading.header_map
+    if not header_map.missing:
+        return (), []
+    notices: list[str] = []
+    headers = list(header_map.extra.values())
+    found = ", ".join(repr(h) for h in headers) or "none"
+    filled: list[str] = []
+    empty: list[str] = []
+    for column in header_map.missing:
+        if not listings.has_values(column):
+            empty.append(column)
+            continue
+        if not request.allow_missing_columns:
+            guess = _likely_rename(column, aliases, headers)
+            every = ", ".join(repr(h) for h in header_map.headers if h)
+            hint = f" Was {column!r} renamed to {guess!r}? Map it in SYNC_MAPPING" if guess else ""
+            raise DataError(
+                f"No header in tab {reading.tab!r} maps to column {column!r}, which holds "
+                f"values in the table; syncing would empty it for every listing, so nothing "
+                f"was written. Headers found: {every}."
+                f"{hint or ' Restore the header or map it in SYNC_MAPPING'}, "
+                "or pass --allow-missing-columns to sync and leave the column as it is."
+            )
+        filled.append(column)
+        warning = (
+            f"No header in tab {reading.tab!r} maps to {column!r}; its stored values are "
+            "left as they are (--allow-missing-columns)."
+        )
+        notices.append(warning)
+    if empty:
+        notices.append(
+            f"No header in tab {reading.tab!r} maps to {', '.join(map(repr, empty))}; "
+            f"empty in the table and left empty. Unmapped headers: {found}."
+        )
+    reading.omit = frozenset(filled)
+    reading.warnings.extend(notices)
+    return tuple(filled), notices
+
+
+def _likely_rename(column: str, aliases: dict[str, str], headers: list[str]) -> str | None:
+    """Return the unmapped header that most looks like ``column`` or one of its aliases."""
+    names = [column, *(alias for alias, target in aliases.items() if target == column)]
+    best: tuple[float, str] | None = None
+    for header in headers:
+        normal = normalize_header(header)
+        for name in names:
+            # "価格(税込)" contains "価格": a rename that added words.
+            score = (
+                1.0
+                if name and name in normal
+                else difflib.SequenceMatcher(None, name, normal).ratio()
+            )
+            if score >= 0.6 and (best is None or score > best[0]):
+                best = (score, header)
+    return None if best is None else best[1]
+
+
 def _guard_removals(plan: Plan, request: SyncRequest, max_fraction: float) -> None:
     if request.allow_mass_removal:
         return
@@ -233,7 +321,7 @@ def describe_changes(listings: ListingsStore, plan: Plan) -> None:
         return
     table = listings.table
     by_number = {p.number: p for p in plan.changed}
-    compared = table.hashed_columns
+    compared = tuple(c for c in table.hashed_columns if c not in plan.omitted)
     for current in listings.values(list(by_number), (*compared, "removed_at")):
         new = by_number[current[table.key]].values()
         fields = [c for c in compared if _normal(current.get(c)) != _normal(new.get(c))]

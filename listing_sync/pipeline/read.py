@@ -90,6 +90,9 @@ class SheetReading:
     progress: Progress
     trusted: Callable[[str, str], bool] = _never
     table: ListingsTable = LISTINGS
+    # Sheet-fed columns this run leaves as the table holds them (their header is missing
+    # and --allow-missing-columns was given): left out of every body and its hash.
+    omit: frozenset[str] = frozenset()
     warnings: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     rows_seen: int = 0
@@ -99,6 +102,7 @@ class SheetReading:
         signature = mapping.header_signature(header_map)
         key_index = next(i for i, c in header_map.columns.items() if c == self.table.key)
         models: Any = None  # imported at the first row that is validated
+        keys = tuple(c for c in self.table.hashed_columns if c not in self.omit)
         for row_number, cells in self.lines:
             self.progress.advance()
             digest = mapping.source_hash(cells, signature)
@@ -126,7 +130,7 @@ class SheetReading:
                 continue  # empty row
             self.rows_seen += 1
             # One serialisation serves both the hash and the request body.
-            body = models.canonical_json(models.payload(sheet_row.listing))
+            body = models.canonical_json(models.payload(sheet_row.listing), keys)
             number = sheet_row.listing.property_number
             yield ReadRow(
                 row_number,

@@ -53,6 +53,8 @@ class SyncReport:
     not_found: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Warnings cron must see even when the run is clean (also in ``warnings``).
+    notices: list[str] = field(default_factory=list)
     error: str | None = None
     exit_code: int = EXIT_OK
     state_recorded: bool = True
@@ -158,6 +160,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             progress=progress,
             result=written,
             concurrency=deps.concurrency,
+            columns=plan.write_columns,
         )
         report.success = written.written
         report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)
@@ -190,6 +193,7 @@ def _fill_from_plan(report: SyncReport, plan: Plan) -> None:
     report.failed = failed_rows(plan.problems)
     report.not_found = list(plan.not_found)
     report.warnings = list(plan.warnings)
+    report.notices = list(plan.notices)
     report.removed = len(plan.removed)
 
 

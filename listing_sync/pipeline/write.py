@@ -96,9 +96,15 @@ class _BatchWriter:
     """Write one batch; a batch refused permanently is retried row by row."""
 
     def __init__(
-        self, listings: ListingsStore, suffix: bytes, result: WriteResult, progress: Progress
+        self,
+        listings: ListingsStore,
+        suffix: bytes,
+        result: WriteResult,
+        progress: Progress,
+        columns: Sequence[str] | None,
     ) -> None:
         self.listings = listings
+        self.columns = columns
         self.suffix = suffix
         self.result = result
         self.progress = progress
@@ -106,7 +112,7 @@ class _BatchWriter:
 
     def __call__(self, batch: list[ValidRow]) -> None:
         try:
-            self.listings.upsert(_body(batch, self.suffix))
+            self.listings.upsert(_body(batch, self.suffix), self.columns)
             self.result.landed(len(batch))
         except PermanentError as batch_error:
             if len(batch) == 1:
@@ -119,7 +125,7 @@ class _BatchWriter:
                 )
                 for row in batch:
                     try:
-                        self.listings.upsert(_body([row], self.suffix))
+                        self.listings.upsert(_body([row], self.suffix), self.columns)
                         self.result.landed(1)
                     except PermanentError as row_error:
                         self.result.landed(0, _server_problem(row, row_error))
@@ -137,15 +143,17 @@ def write_rows(
     progress: Progress,
     result: WriteResult | None = None,
     concurrency: int = 1,
+    columns: Sequence[str] | None = None,
 ) -> WriteResult:
     """Upsert ``rows`` in batches, up to ``concurrency`` requests in flight.
 
     Counts go into ``result`` as batches land, so a run that stops half-way can
     still say how much it wrote. The first error that is not a refused row stops
-    further batches; those in flight finish, then it is raised.
+    further batches; those in flight finish, then it is raised. ``columns`` are the
+    keys of every row's body (default: every column the table declares).
     """
     result = WriteResult() if result is None else result
-    write = _BatchWriter(listings, _bookkeeping_suffix(sync_id), result, progress)
+    write = _BatchWriter(listings, _bookkeeping_suffix(sync_id), result, progress, columns)
     progress.phase("writing", total=len(rows))
     todo = batches(rows, batch_size, batch_max_bytes)
     if concurrency <= 1:
