@@ -22,12 +22,10 @@ import typer
 
 from . import __version__
 from .errors import (
-    EXIT_CONFIG,
     EXIT_OK,
     EXIT_SOFTWARE,
     EXIT_TEMPFAIL,
     EXIT_USAGE,
-    ConfigError,
     ListingSyncError,
     UsageError,
 )
@@ -335,6 +333,9 @@ def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
         logs.problem_lines(sync_problem_lines(report))
+    elif report.notices and not mode.quiet and not mode.verbose:
+        # A column left empty by a renamed header needs a human even on a clean run.
+        logs.problem_lines(warning_lines(report.notices, MAX_WARNING_LINES))
     elif mode.verbose and report.warnings:
         # A clean cron run stays silent; --verbose also shows cells read as null.
         logs.problem_lines(warning_lines(report.warnings, MAX_WARNING_LINES))
@@ -517,31 +518,46 @@ def health(
     common.json = common.json or format_ == "json"
     mode = common.mode()
     nagios = format_ == "nagios"
-    unknown = health_mod.UNKNOWN
-    with errors_to_exit(common, map_code=lambda c: unknown if nagios and c == EXIT_CONFIG else c):
+    if nagios:
+        _exit(_health_nagios(common))
+    with errors_to_exit(common):
         from datetime import UTC, datetime
 
         from . import service
         from .output import print_json, render_health, stdout_console
 
-        try:
-            settings = load(common)
-        except ConfigError as exc:
-            if not nagios:
-                raise
-            # The monitoring system shows stdout: give it the plugin line, not nothing.
-            report = health_mod.HealthReport(code=unknown, facts=None, error=str(exc))
-            print(health_mod.nagios_line(report))
-            _exit(unknown)
+        settings = load(common)
         report = health_mod.check(settings, service.breaker_states(settings), now=datetime.now(UTC))
-        if nagios:
-            print(health_mod.nagios_line(report))
-        elif mode.json:
+        if mode.json:
             print_json(report.to_dict())
         elif not mode.quiet:
             render_health(report, stdout_console())
         code = report.code
     _exit(code)
+
+
+def _health_nagios(common: Common) -> int:
+    """Print exactly one Nagios plugin line, whatever happens; return its exit code.
+
+    The monitoring system shows stdout only: a refused key, a missing table or a
+    crash must still give it a line (UNKNOWN), not an empty answer.
+    """
+    from datetime import UTC, datetime
+
+    from . import health as health_mod
+    from . import service
+
+    try:
+        settings = load(common)
+        report = health_mod.check(settings, service.breaker_states(settings), now=datetime.now(UTC))
+    except ListingSyncError as exc:
+        report = health_mod.HealthReport(code=health_mod.UNKNOWN, facts=None, error=str(exc))
+    except Exception as exc:  # the plugin line is the whole interface: never a traceback
+        report = health_mod.HealthReport(
+            code=health_mod.UNKNOWN, facts=None, error=f"unexpected {type(exc).__name__}: {exc}"
+        )
+    print(common.logs.redact(health_mod.nagios_line(report)))
+    return report.code
 
 
 # --- breakers --------------------------------------------------------------------

@@ -52,6 +52,9 @@ class SecretStr:
 GOOGLE_SHEETS_ENDPOINT = "https://sheets.googleapis.com"
 # systemd's LoadCredential= puts the key here under this name.
 CREDENTIAL_NAME = "supabase-service-role-key"
+# health/status answer monitoring (NRPE gives up after 10 s): their whole budget, leaving
+# room for the interpreter's start-up on a busy host. SYNC_HEALTH_TIMEOUT raises it.
+HEALTH_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Settings:
     # The Supabase gateway checks the `apikey` header against the project's own keys:
     # with a key for another role (listing_sync) it must be the anon key.
     api_key: SecretStr | None = None
+    health_timeout: float = HEALTH_TIMEOUT  # seconds
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
@@ -376,4 +380,5 @@ def load_settings(
         metrics_file=Path(metrics).expanduser() if metrics else None,
         ping_url=ping_url,
         api_key=_api_key(src),
+        health_timeout=src.duration("SYNC_HEALTH_TIMEOUT", default=HEALTH_TIMEOUT, unit=1.0),
     )

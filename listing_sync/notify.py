@@ -38,6 +38,7 @@ class RunMetrics:
     removed: int = 0
     not_found: int = 0
     success: bool = False
+    retries: tuple[tuple[str, int], ...] = ()  # (dependency, backoff waits) this run
 
 
 def previous_last_success(path: Path) -> float | None:
@@ -92,6 +93,13 @@ def render_metrics(run: RunMetrics, breakers: dict[str, str], last_success: floa
         ],
     )
     gauge("last_exit_code", "Exit code of the last sync.", [("", run.exit_code)])
+    if run.retries:
+        # Retries that recovered print nothing (cron mails stderr): they are counted here.
+        gauge(
+            "last_run_retries",
+            "Retries of failed requests during the last sync, by dependency.",
+            [(f'{{dependency="{name}"}}', count) for name, count in run.retries],
+        )
     gauge(
         "circuit_breaker_open",
         "1 when the dependency's circuit breaker is not closed.",

@@ -113,9 +113,12 @@ class PostgrestClient:
         http: httpx.Client | None = None,
         timeout: float = 30.0,
         api_key: str | None = None,
+        cap_to_deadline: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.guard = guard
+        # Probes: no request may outlive the guard's (wall-clock) deadline.
+        self.cap_to_deadline = cap_to_deadline
         self.http = http or httpx.Client(timeout=timeout)
         self._headers = {
             "Authorization": f"Bearer {key}",
@@ -127,11 +130,12 @@ class PostgrestClient:
     def with_guard(self, guard: Guard) -> PostgrestClient:
         """Return a client that sends through ``guard`` over this client's connections."""
         other = object.__new__(PostgrestClient)
-        other.base_url, other.guard, other.http, other._headers = (
+        other.base_url, other.guard, other.http, other._headers, other.cap_to_deadline = (
             self.base_url,
             guard,
             self.http,
             self._headers,
+            self.cap_to_deadline,
         )
         return other
 
@@ -159,6 +163,11 @@ class PostgrestClient:
         url = f"{self.base_url}/{path}"
 
         def attempt() -> httpx.Response:
+            timeout: Any = httpx.USE_CLIENT_DEFAULT
+            deadline = self.guard.deadline
+            if self.cap_to_deadline and deadline is not None:
+                left = max(0.05, deadline - time.time())
+                timeout = httpx.Timeout(min(left, self.http.timeout.read or left))
             try:
                 response = self.http.request(
                     # httpx's QueryParamTypes is a union of invariant lists: ours fit it.
@@ -167,6 +176,7 @@ class PostgrestClient:
                     params=cast(Any, params),
                     content=content,
                     headers=headers,
+                    timeout=timeout,
                 )
             except httpx.HTTPError as exc:
                 raise translate_httpx_error(exc, what) from exc

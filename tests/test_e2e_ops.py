@@ -30,10 +30,14 @@ from devstack.postgrest import mint_jwt
 from listing_sync.notify import PING_TIMEOUT
 from listing_sync.resilience.breaker import BreakerState, FileStore
 from listing_sync.resilience.lock import RunLock
+from listing_sync.schema import LISTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 TAB = "Sheet1"
-HEADER = ["property_number", "property_type", "price", "layout"]
+# Every sheet column has a header (the last ones empty): a clean run has nothing to say.
+HEADER = ["property_number", "property_type", "price", "layout"] + [
+    c for c in LISTINGS.columns if c not in ("property_number", "property_type", "price", "layout")
+]
 FAST = {"SYNC_RETRY_DELAY": "1", "SYNC_CIRCUIT_BREAKER_TIMEOUT": "50", "SYNC_RATE_LIMIT": "1000"}
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COMMANDS = [("sync", "all"), ("status",), ("health",), ("breaker",)]
@@ -100,14 +104,43 @@ def test_problem_run_prints_a_few_lines_on_stderr_only(ops: LocalStack, run_cli:
     assert "" == r.stdout
     [sync_id] = sync_ids(ops)
     err = lines(r.stderr)
-    assert 3 == len(err), r.stderr
+    assert 2 == len(err), r.stderr
     assert (
         f"sync {sync_id} partial: 2 written, 1 failed, 0 unchanged, 0 removed, 0 not found"
         == err[0]
     )
     assert err[1].startswith("row 3 (L-002) column price: "), err[1]
-    # The sheet has only a few columns: the run's one warning says which stay empty.
-    assert err[2].startswith("warning: No header in tab 'Sheet1' maps to 'status'"), err[2]
+
+
+def test_missing_header_reaches_stderr_under_cron(ops: LocalStack, run_cli: RunCli) -> None:
+    """A clean run on a sheet lacking some headers exits 0 but says which (cron mails it)."""
+    ops.sheets.set_sheet(ops.spreadsheet_id, TAB, [row[:4] for row in listings()])
+    r = run_cli("sync", "all", env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "" == r.stdout
+    err = lines(r.stderr)
+    assert 1 == len(err), r.stderr
+    assert err[0].startswith("warning: No header in tab 'Sheet1' maps to 'status'"), err[0]
+    quiet = run_cli("sync", "all", "--quiet", env=FAST)
+    assert ("", "") == (quiet.stdout, quiet.stderr)
+
+
+def test_recovered_retry_is_quiet_but_counted(
+    ops: LocalStack, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A Sheets 503 that one retry got through: exit 0, silent stderr, counted in metrics."""
+    path = tmp_path / "listing_sync.prom"
+    ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
+    r = run_cli("sync", "all", "--metrics-file", path, env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ("", "") == (r.stdout, r.stderr)
+    m = parse(path.read_text())
+    assert 1 == m.value("listing_sync_last_run_retries", dependency="sheets")
+    assert 0 == m.value("listing_sync_last_run_retries", dependency="postgrest")
+    ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
+    verbose = run_cli("sync", "all", "--verbose", env=FAST)
+    assert 0 == verbose.returncode, verbose.stdout + verbose.stderr
+    assert "debug: sheets: attempt 1 failed" in verbose.stderr
 
 
 def test_quiet_problem_run_prints_nothing_but_keeps_the_exit_code(
@@ -244,7 +277,7 @@ def test_verbose_adds_debug_lines_on_every_command(ops: LocalStack, run_cli: Run
 
 
 def test_log_format_json_writes_only_json_lines(ops: LocalStack, run_cli: RunCli) -> None:
-    """--log-format json: the retry warning and the problem lines are JSON records on stderr."""
+    """--log-format json: the problem lines are JSON records on stderr; a recovered retry is not."""
     ops.sheets.set_sheet(ops.spreadsheet_id, TAB, listings(bad_price_at=3))
     ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
     r = run_cli("sync", "all", "--log-format", "json", env=FAST)
@@ -252,12 +285,10 @@ def test_log_format_json_writes_only_json_lines(ops: LocalStack, run_cli: RunCli
     assert "" == r.stdout
     records = [json.loads(line) for line in lines(r.stderr)]
     assert {"ts", "level", "logger", "message"} <= set(records[0])
-    assert ["warning", "warning", "warning", "warning"] == [rec["level"] for rec in records]
-    assert re.match(r"sheets: attempt 1 failed \(.*503.*\); retrying in ", records[0]["message"])
+    assert ["warning", "warning"] == [rec["level"] for rec in records]
     [sync_id] = sync_ids(ops)
-    assert records[1]["message"].startswith(f"sync {sync_id} partial: 2 written, 1 failed")
-    assert records[2]["message"].startswith("row 4 (L-003) column price: ")
-    assert records[3]["message"].startswith("warning: No header in tab 'Sheet1' maps to")
+    assert records[0]["message"].startswith(f"sync {sync_id} partial: 2 written, 1 failed")
+    assert records[1]["message"].startswith("row 4 (L-003) column price: ")
 
 
 def test_log_format_json_error_and_debug_lines(ops: LocalStack, run_cli: RunCli) -> None:
@@ -406,6 +437,64 @@ def test_health_unknown_when_sync_state_cannot_be_read(
         "LISTING-SYNC UNKNOWN - unknown: cannot read sync_state: postgrest unavailable after "
         "1 attempts: "
     ), line
+
+
+def test_health_nagios_line_when_the_key_is_refused(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """A key signed with another secret (rotated JWT secret): one UNKNOWN line, exit 3."""
+    wrong = mint_jwt("a-rotated-jwt-secret-" * 3, "service_role")
+    r = health(run_cli, "--format", "nagios", SUPABASE_SERVICE_ROLE_KEY=wrong)
+    assert 3 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stdout)
+    assert line.startswith("LISTING-SYNC UNKNOWN - unknown: PostgREST GET /sync_state"), line
+    assert "the key was refused" in line, line
+    assert wrong not in r.stdout + r.stderr
+
+
+def test_health_nagios_line_when_sync_state_is_missing(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """sync_state missing at read time: one UNKNOWN line naming the missing table, exit 3."""
+    clean_stack.psql(
+        "alter table public.sync_state rename to sync_state_away; notify pgrst, 'reload schema';"
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            r = health(run_cli, "--format", "nagios")
+            if "table is missing" in r.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # PostgREST reloads its schema cache asynchronously
+    finally:
+        clean_stack.psql(
+            "alter table public.sync_state_away rename to sync_state; "
+            "notify pgrst, 'reload schema';"
+        )
+    assert 3 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stdout)
+    assert line.startswith("LISTING-SYNC UNKNOWN - unknown: PostgREST GET /sync_state"), line
+    assert "the table is missing" in line, line
+
+
+def test_health_and_status_answer_a_hanging_postgrest_within_8_seconds(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """PostgREST accepts connections and never answers: health (nagios) and status end < 8 s."""
+    with hanging_server() as url:
+        hanging = {"POSTGREST_URL": url.rsplit("/ping", 1)[0], "SYNC_RETRY_ATTEMPTS": "3"}
+        began = time.monotonic()
+        r = health(run_cli, "--format", "nagios", **hanging)
+        took = time.monotonic() - began
+        assert 3 == r.returncode, r.stdout + r.stderr
+        [line] = lines(r.stdout)
+        assert line.startswith("LISTING-SYNC UNKNOWN - unknown: cannot read sync_state: "), line
+        assert took < 8.0, took
+        began = time.monotonic()
+        s = run_cli("status", env={**FAST, **hanging})
+        took = time.monotonic() - began
+        assert 69 == s.returncode, s.stdout + s.stderr
+        assert took < 8.0, took
 
 
 def test_health_nagios_unknown_on_configuration_error(

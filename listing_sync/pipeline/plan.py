@@ -51,6 +51,9 @@ class Plan:
     invalid_numbers: set[str] = field(default_factory=set)
     not_found: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The header map's warnings (a mapped column with no header...): a human must act,
+    # so they reach stderr even when the run succeeded; cell warnings need --verbose.
+    notices: list[str] = field(default_factory=list)
     active_before: int = 0
     changed_fields: dict[str, list[str]] = field(default_factory=dict)
 
@@ -144,7 +147,12 @@ def make_plan(
         if read.number not in valid:
             valid[read.number] = read.valid
 
-    plan = Plan(tab=reading.tab, sheet_rows=reading.rows_seen, warnings=reading.warnings)
+    plan = Plan(
+        tab=reading.tab,
+        sheet_rows=reading.rows_seen,
+        warnings=reading.warnings,
+        notices=list(reading.header_map.warnings),
+    )
     problems = reading.problems
     if wanted is not None:
         problems = [p for p in problems if p.property_number in wanted]

@@ -53,6 +53,7 @@ class SyncReport:
     not_found: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # see Plan.notices
     error: str | None = None
     exit_code: int = EXIT_OK
     state_recorded: bool = True
@@ -182,6 +183,7 @@ def _fill_from_plan(report: SyncReport, plan: Plan) -> None:
     report.failed = failed_rows(plan.problems)
     report.not_found = list(plan.not_found)
     report.warnings = list(plan.warnings)
+    report.notices = list(plan.notices)
     report.removed = len(plan.removed)
 
 

@@ -29,7 +29,8 @@ class Guard:
     """Call one dependency with interruption check, breaker, rate limit and retries.
 
     ``attempts`` counts attempts started (including ones refused before the call);
-    ``calls_made`` counts calls that actually reached ``fn``.
+    ``calls_made`` counts calls that actually reached ``fn``; ``retries`` counts
+    the backoff waits (a retry that recovered is only visible there and in debug logs).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Guard:
         self.deadline = deadline
         self.attempts = 0
         self.calls_made = 0
+        self.retries = 0
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -68,8 +70,13 @@ class Guard:
             clock=self._clock,
             rand=self._rand,
             deadline=self.deadline,
-            on_retry=self._on_retry,
+            on_retry=self._count_retry,
         )
+
+    def _count_retry(self, exc: TransientError, attempt: int, wait: float) -> None:
+        self.retries += 1
+        if self._on_retry is not None:
+            self._on_retry(exc, attempt, wait)
 
     def _attempt(self, fn: Callable[[], T]) -> T:
         self.attempts += 1
