@@ -500,9 +500,13 @@ def status(
     "Alerts: run failure rate over 24 h > 5% (warning) or > 10% (critical); last run over "
     "10 min; more than 1000 pending failures; a circuit breaker open; no completed full "
     "sync within SYNC_HEALTH_MAX_AGE (default 26h).\n\n"
+    "After fixing the cause of failed runs (a new install being set up), "
+    "`listing-sync health --ack` records in sync_state that they have been seen: failed runs "
+    "started before it no longer count.\n\n"
     "Example: listing-sync health --format nagios\n\n"
     "Exit codes (Nagios convention): 0 healthy; 1 degraded; 2 unhealthy; 3 unknown "
-    "(sync_state cannot be read); 78 configuration error (3 with --format nagios)."
+    "(sync_state cannot be read); 78 configuration error (3 with --format nagios). "
+    "With --ack: 0 recorded."
 )
 @common_options
 def health(
@@ -510,8 +514,25 @@ def health(
     format_: Annotated[
         str, typer.Option("--format", help="text, json or nagios (one line with perfdata).")
     ] = "text",
+    ack: Annotated[
+        bool,
+        typer.Option(
+            "--ack", help="Acknowledge the failed runs so far: they stop counting toward alerts."
+        ),
+    ] = False,
 ) -> None:
     from . import health as health_mod
+
+    if ack:
+        with errors_to_exit(common):
+            acked = health_mod.acknowledge(load(common))
+            if common.json:
+                from .output import print_json
+
+                print_json({"acknowledged": acked})
+            elif not common.quiet:
+                print(f"acknowledged ({acked}): failed runs before now no longer count in health")
+        _exit(EXIT_OK)
 
     if format_ not in ("text", "json", "nagios"):
         fail(f"--format must be text, json or nagios, got {format_!r}", EXIT_USAGE, common=common)

@@ -66,6 +66,39 @@ def test_service_passes_both_keys_as_credentials() -> None:
     assert all(p.startswith("-") for p in service["Service.ReadWritePaths"])
 
 
+def test_crontab_health_job_mails_only_when_the_level_changes(tmp_path: Path) -> None:
+    """The health job prints (cron mails) the plugin line on a change of level only."""
+    job = next(
+        line
+        for line in (REPO / "crontab.example").read_text().splitlines()
+        if "health --format nagios" in line and not line.startswith("#")
+    )
+    command = re.split(r"\s+", job, maxsplit=5)[5]
+    (tmp_path / ".config" / "listing-sync").mkdir(parents=True)
+    (tmp_path / ".config" / "listing-sync" / "env").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "listing-sync"
+    answer = tmp_path / "answer"
+    fake.write_text(f'#!/bin/sh\ncat "{answer}"\nexit 2\n')
+    fake.chmod(0o755)
+    env = {"HOME": str(tmp_path), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def run(line: str) -> str:
+        answer.write_text(line + "\n")
+        r = subprocess.run(
+            ["/bin/sh", "-c", command], env=env, capture_output=True, text=True, check=False
+        )
+        assert "" == r.stderr
+        return r.stdout
+
+    never = "LISTING-SYNC CRITICAL - unhealthy: no completed full sync ever | runs_24h=0"
+    old = "LISTING-SYNC CRITICAL - unhealthy: the last completed full sync was 27.1 h ago | x=1"
+    ok = "LISTING-SYNC OK - healthy: all checks passed | runs_24h=1"
+    outputs = [run(never), run(never), run(old), run(ok), run(ok)]
+    assert [never + "\n", "", "", ok + "\n", ""] == outputs
+
+
 def test_timer_catches_up_and_spreads_load() -> None:
     """Persistent=true and RandomizedDelaySec, enabled through timers.target."""
     timer = unit("listing-sync.timer")

@@ -349,6 +349,36 @@ def test_health_error_rate_alert(
     assert ([("error_rate", level)] if level else []) == alert_names(r)
 
 
+def test_health_ack_forgives_earlier_failures_only(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """Set-up failures, then `health --ack`: healthy again; a failure after the ack counts."""
+    seed_run(clean_stack, status="failed", started_ago=7200, count=10)
+    seed_run(clean_stack, started_ago=3600, count=34)
+    r = health(run_cli, "--format", "nagios")
+    assert 2 == r.returncode, r.stdout + r.stderr
+    assert r.stdout.startswith(
+        "LISTING-SYNC CRITICAL - unhealthy: 10 of 44 runs failed in the last 24 h "
+        "(22.7% > 10%); once fixed, acknowledge them: listing-sync health --ack | "
+    ), r.stdout
+
+    a = run_cli("health", "--ack", env=FAST)
+    assert 0 == a.returncode, a.stdout + a.stderr
+    assert a.stdout.startswith("acknowledged ("), a.stdout
+    assert [("ack", "acknowledged")] == clean_stack.sql(
+        "select sync_type, status from sync_state where sync_type = 'ack'"
+    )
+    r = health(run_cli, "--json")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert (44, 0) == (report["runs_24h"], report["failed_runs_24h"])
+    assert report["acknowledged_at"] is not None
+
+    seed_run(clean_stack, status="failed", started_ago=-1, duration=0)
+    r = health(run_cli, "--json")
+    assert (45, 1) == (json.loads(r.stdout)["runs_24h"], json.loads(r.stdout)["failed_runs_24h"])
+
+
 def test_health_last_run_longer_than_ten_minutes(clean_stack: LocalStack, run_cli: RunCli) -> None:
     """The most recent run took 11 minutes: WARNING, exit 1."""
     seed_run(clean_stack, started_ago=7200)
@@ -518,8 +548,9 @@ def test_health_nagios_line_with_perfdata(clean_stack: LocalStack, run_cli: RunC
     [line] = lines(r.stdout)
     text, perf = line.split(" | ")
     assert (
-        "LISTING-SYNC WARNING - degraded: 1 of 19 runs failed in the last 24 h (5.3% > 5%)" == text
-    )
+        "LISTING-SYNC WARNING - degraded: 1 of 19 runs failed in the last 24 h (5.3% > 5%); "
+        "once fixed, acknowledge them: listing-sync health --ack"
+    ) == text
     items = perf.split(" ")
     assert "error_rate=0.0526;0.05;0.1;0;1" == items[0]
     assert ["runs_24h=19", "failed_runs_24h=1", "pending_failures=0;1000"] == items[1:4]
