@@ -86,6 +86,8 @@ class Settings:
     # with a key for another role (listing_sync) it must be the anon key.
     api_key: SecretStr | None = None
     health_timeout: float = HEALTH_TIMEOUT  # seconds
+    # Google's per-minute read quota: a 429 is retried this long after the first one.
+    quota_window: float = 70.0  # seconds
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
@@ -381,4 +383,7 @@ def load_settings(
         ping_url=ping_url,
         api_key=_api_key(src),
         health_timeout=src.duration("SYNC_HEALTH_TIMEOUT", default=HEALTH_TIMEOUT, unit=1.0),
+        quota_window=src.number(
+            "SYNC_SHEETS_QUOTA_WINDOW", default=70.0, kind=float, minimum=0, maximum=3600
+        ),
     )

@@ -117,7 +117,11 @@ def guards(settings: Settings, *, stop: StopFlag | None = None, probe: bool = Fa
     """
     budget = min(settings.run_timeout, settings.health_timeout) if probe else settings.run_timeout
     deadline = time.time() + budget
-    policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
+    policy = RetryPolicy(
+        attempts=settings.retry_attempts,
+        base=settings.retry_delay,
+        quota_window=settings.quota_window,
+    )
     nap = stop.sleep if stop else time.sleep  # a SIGTERM also ends a wait for a token
     limiters: dict[str, TokenBucket] = {
         "sheets": sheets_bucket(sleep=nap),

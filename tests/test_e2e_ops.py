@@ -809,7 +809,7 @@ def test_google_key_file_of_the_wrong_shape_is_a_configuration_error(
     assert 78 == r.returncode, r.stdout + r.stderr
     assert [
         f"listing-sync: error: GOOGLE_APPLICATION_CREDENTIALS: {google} is not a usable "
-        "service-account key file (AttributeError)"
+        "service-account key file: it is JSON, but not an object with a service account's fields"
     ] == lines(r.stderr)
 
 

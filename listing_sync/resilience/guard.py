@@ -13,7 +13,13 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from listing_sync.errors import CircuitOpenError, PermanentError, SyncInterrupted, TransientError
+from listing_sync.errors import (
+    CircuitOpenError,
+    PermanentError,
+    SyncInterrupted,
+    TransientError,
+    is_quota,
+)
 from listing_sync.resilience.backoff import RetryPolicy, retry_with_backoff
 from listing_sync.resilience.breaker import CircuitBreaker
 from listing_sync.resilience.ratelimit import TokenBucket
@@ -93,8 +99,11 @@ class Guard:
             result = fn()
         except CircuitOpenError:
             raise  # raised by a nested guard: this dependency was not reached
-        except TransientError:
-            self.breaker.record_failure()
+        except TransientError as exc:
+            # Google's quota is not an outage: the dependency answered, and opening the
+            # breaker would end the wait for the quota window (see RetryPolicy).
+            if not is_quota(exc):
+                self.breaker.record_failure()
             raise
         except PermanentError:
             # A 400 says nothing about the dependency's health (see on_permanent).
