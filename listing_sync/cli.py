@@ -66,6 +66,7 @@ sync_app = typer.Typer(
 breaker_app = typer.Typer(
     help="Show the circuit breakers (one per dependency), or reset one by hand.\n\n"
     "Example: listing-sync breaker; listing-sync breaker reset sheets\n\n"
+    "Needs only SYNC_STATE_DIR (the breakers are files there).\n\n"
     "Exit codes: 0 shown; 78 configuration error.",
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -219,14 +220,21 @@ def errors_to_exit(
         )
 
 
-def load(common: Common) -> Settings:
-    """Load settings; from then on the service-role key is redacted everywhere."""
+def load(common: Common, *, need_sheets: bool = False, local_only: bool = False) -> Settings:
+    """Load settings; from then on the service-role key is redacted everywhere.
+
+    ``need_sheets``: also require the Google settings; ``local_only``: the command
+    reads only the state directory (see ``load_settings``).
+    """
     from .config import load_settings
 
     if common.log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be 'text' or 'json', got {common.log_format!r}")
     settings = load_settings(
-        config_file=common.config, allow_insecure_http=common.allow_insecure_http
+        config_file=common.config,
+        allow_insecure_http=common.allow_insecure_http,
+        need_sheets=need_sheets,
+        local_only=local_only,
     )
     common.logs.add_secret(settings.service_role_key.get_secret_value())
     if settings.api_key is not None:
@@ -290,7 +298,7 @@ def run_sync_command(
         from .output import RichProgress, stderr_console, sync_problem_lines
         from .pipeline.progress import NoProgress
 
-        settings = load(common)
+        settings = load(common, need_sheets=True)
         settings.require_sheets()
         stop = wiring.StopFlag()
         reporting = service.Reporting(
@@ -594,7 +602,7 @@ def breaker_show(common: Common, ctx: typer.Context) -> None:
         from . import service
         from .output import print_json, render_breakers, stdout_console
 
-        settings = load(common)
+        settings = load(common, local_only=True)  # breakers are local files only
         rows = service.breaker_rows(settings)
         if mode.json:
             print_json({"breakers": rows, "state_dir": str(settings.state_dir)})
@@ -619,7 +627,7 @@ def breaker_reset(
         from . import service
         from .output import print_json
 
-        settings = load(common)
+        settings = load(common, local_only=True)  # breakers are local files only
         names = service.reset_breakers(settings, name)
         if mode.json:
             print_json({"reset": names})

@@ -1034,3 +1034,75 @@ def test_insecure_http_flag_is_accepted_by_every_command(
     for command in (("status",), ("health",), ("breaker",)):
         r = run_cli(*command, "--allow-insecure-http", "--quiet", env=FAST)
         assert 0 == r.returncode, (command, r.stdout + r.stderr)
+
+
+# --- settings and messages (issue 11) -------------------------------------------------
+
+ONLY_STATE_DIR = {
+    "POSTGREST_URL": None,
+    "SUPABASE_SERVICE_ROLE_KEY": None,
+    "GOOGLE_APPLICATION_CREDENTIALS": None,
+    "SYNC_SPREADSHEET_ID": None,
+    "SYNC_SHEETS_API_ENDPOINT": None,
+}
+
+
+def test_unknown_config_file_key_is_refused(ops: LocalStack, run_cli: RunCli, tmp_path) -> None:
+    """--config with SYNC_BATCH_SIZ = 500: exit 78 naming it and SYNC_BATCH_SIZE."""
+    cfg = tmp_path / "listing-sync.toml"
+    cfg.write_text("SYNC_BATCH_SIZ = 500\n")
+    r = run_cli("sync", "all", "--config", cfg, env=FAST)
+    assert 78 == r.returncode, r.stdout + r.stderr
+    assert [
+        f"listing-sync: error: LISTING_SYNC_CONFIG: {cfg}: unknown setting SYNC_BATCH_SIZ "
+        "(did you mean SYNC_BATCH_SIZE?); the names are those of the environment variables "
+        "(README)"
+    ] == lines(r.stderr)
+    assert [] == ops.sql("select id from sync_state")
+
+
+def test_all_missing_settings_in_one_message(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """A bare environment: one line naming all four missing settings of a sync, exit 78."""
+    r = run_cli("sync", "all", env=ONLY_STATE_DIR)
+    assert 78 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert line.startswith("listing-sync: error: 4 settings are missing: POSTGREST_URL"), line
+    for name in (
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SYNC_SPREADSHEET_ID",
+    ):
+        assert f"{name} is not set" in line, line
+
+
+def test_breaker_needs_only_the_state_directory(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """breaker and breaker reset with SYNC_STATE_DIR alone: exit 0, the local files read."""
+    r = run_cli("breaker", "--json", env=ONLY_STATE_DIR)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["postgrest", "sheets"] == sorted(b["name"] for b in json.loads(r.stdout)["breakers"])
+    r = run_cli("breaker", "reset", "postgrest", env=ONLY_STATE_DIR)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "closed: postgrest" == r.stdout.strip()
+
+
+def test_connection_refused_names_the_address(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """Nothing listens at POSTGREST_URL: the error names host:port, never the key."""
+    url = closed_port_url().rsplit("/ping", 1)[0]
+    port = url.rsplit(":", 1)[1]
+    r = run_cli("status", env={**FAST, "POSTGREST_URL": url, "SYNC_RETRY_ATTEMPTS": "1"})
+    assert 69 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert f"PostgREST at 127.0.0.1:{port} GET /sync_state: ConnectError" in line, line
+    assert clean_stack.service_role_key not in r.stderr
+
+
+def test_expired_key_says_when_it_expired(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """A key past its exp: exit 78, 'the key expired at', not the rotated-secret hint."""
+    expired = clean_stack.mint_key("service_role", expires_in=-60)
+    r = run_cli("status", env={**FAST, "SUPABASE_SERVICE_ROLE_KEY": expired})
+    assert 78 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert "401 PGRST301" in line, line
+    assert "the key expired at " in line, line
+    assert "rotated" not in line, line
+    assert expired not in r.stderr
