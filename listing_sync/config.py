@@ -89,6 +89,8 @@ class Settings:
     health_timeout: float = HEALTH_TIMEOUT  # seconds
     # Google's per-minute read quota: a 429 is retried this long after the first one.
     quota_window: float = 70.0  # seconds
+    # Several offices on one host (listing-sync@<office>): labels every metric.
+    instance: str | None = None
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
@@ -385,6 +387,15 @@ def _require_all(src: _Source, *, need_sheets: bool, local_only: bool) -> None:
         )
 
 
+def _instance(src: _Source) -> str | None:
+    _, value = src.get("SYNC_INSTANCE")
+    if value is not None and not all(ch.isalnum() or ch in "_.@-" for ch in value):
+        raise ConfigError(
+            f"SYNC_INSTANCE must be a plain name (letters, digits, _ . @ -), got {value!r}"
+        )
+    return value
+
+
 def _api_key(src: _Source) -> SecretStr | None:
     name, raw = src.get("SUPABASE_ANON_KEY")
     return None if raw is None else _checked_key(raw, name)
@@ -487,6 +498,7 @@ def load_settings(
         ping_url=ping_url,
         api_key=_api_key(src),
         health_timeout=src.duration("SYNC_HEALTH_TIMEOUT", default=HEALTH_TIMEOUT, unit=1.0),
+        instance=_instance(src),
         quota_window=src.number(
             "SYNC_SHEETS_QUOTA_WINDOW", default=70.0, kind=float, minimum=0, maximum=3600
         ),

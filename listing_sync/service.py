@@ -113,6 +113,7 @@ def write_metrics(
         not_found=len(report.not_found) if report else 0,
         success=exit_code == EXIT_OK,
         retries=retries,
+        instance=settings.instance,
     )
     notify.write_metrics(path, run, breaker_states(settings))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listing_sync.config import CREDENTIAL_NAME, load_settings
+from listing_sync.config import CREDENTIAL_NAME, KNOWN_SETTINGS, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -140,3 +140,53 @@ def test_crontab_jobs_are_locked_and_quiet() -> None:
     assert "flock -n " in sync_job and "/tmp/" not in sync_job
     assert sync_job.endswith("exec listing-sync sync all'")
     assert "listing-sync health --format nagios" in health_job
+
+
+def test_templated_unit_gives_each_office_its_own_settings_state_and_metrics() -> None:
+    """listing-sync@.service: env file, keys, state dir (lock), metrics and label per %i."""
+    service = unit("listing-sync@.service")
+    assert ["/etc/listing-sync/%i.env"] == service["Service.EnvironmentFile"]
+    assert [
+        f"{CREDENTIAL_NAME}:/etc/listing-sync/%i.key",
+        "google-key.json:/etc/listing-sync/%i-google-key.json",
+    ] == service["Service.LoadCredential"]
+    assert ["listing-sync/%i"] == service["Service.StateDirectory"]
+    env = dict(v.split("=", 1) for v in service["Service.Environment"])
+    assert {
+        "SYNC_INSTANCE": "%i",
+        "SYNC_METRICS_FILE": "/var/lib/node_exporter/textfile/listing_sync_%i.prom",
+        "GOOGLE_APPLICATION_CREDENTIALS": "%d/google-key.json",
+        "SYNC_STATE_DIR": "%S/listing-sync/%i",
+    } == env
+    timer = unit("listing-sync@.timer")
+    assert ["timers.target"] == timer["Install.WantedBy"]
+    assert ["true"] == timer["Timer.Persistent"]
+
+
+def test_systemd_analyze_verify_accepts_the_templated_units(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts an instance of the template and its timer."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    for name in ("listing-sync@.service", "listing-sync@.timer"):
+        text = (DEPLOY / name).read_text()
+        text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", text, flags=re.M)
+        (tmp_path / name).write_text(text)
+    r = subprocess.run(
+        [analyze, "verify", "--man=no", "listing-sync@osaka.timer", "listing-sync@osaka.service"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (0, "") == (r.returncode, r.stderr)
+
+
+def test_env_example_names_every_setting() -> None:
+    """Each setting of the README's table and of the config file's names is in the example."""
+    text = (DEPLOY / "listing-sync.env.example").read_text()
+    named = set(re.findall(r"^(?:# )?([A-Z][A-Z_]+)=", text, re.M))
+    readme = (REPO / "README.md").read_text()
+    table = set(re.findall(r"^\| `([A-Z][A-Z_]+)`", readme, re.M))
+    aliases = {"CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_TIMEOUT"}  # the seed's spellings
+    assert set() == (table | KNOWN_SETTINGS | {"LISTING_SYNC_CONFIG"}) - aliases - named
