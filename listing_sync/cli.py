@@ -290,6 +290,7 @@ def run_sync_command(
     *,
     wait: float | None,
     metrics_file: Path | None,
+    summary: bool = False,
 ) -> NoReturn:
     """Run one sync for any ``sync`` subcommand and exit with its code."""
     mode = common.mode()
@@ -320,11 +321,11 @@ def run_sync_command(
                 wait=wait,
                 metrics_file=metrics_file,
             )
-        _show_sync(report, mode, common.logs)
+        _show_sync(report, mode, common.logs, summary=summary)
     _exit(report.exit_code)
 
 
-def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
+def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs, *, summary: bool) -> None:
     from .output import (
         MAX_WARNING_LINES,
         print_json,
@@ -337,7 +338,7 @@ def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
 
     if mode.json:
         print_json(sync_to_dict(report))
-    elif mode.interactive or (report.dry_run and not mode.quiet):
+    elif mode.interactive or ((report.dry_run or summary) and not mode.quiet):
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
         logs.problem_lines(sync_problem_lines(report))
@@ -365,6 +366,14 @@ ForceOpt = Annotated[
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Read everything, write nothing, show the plan.")
+]
+SummaryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--summary",
+        help="Print the summary table on stdout even when it is not a terminal "
+        "(a log file, a demo); cron runs stay silent without it.",
+    ),
 ]
 MetricsOpt = Annotated[
     Path | None,
@@ -397,13 +406,14 @@ def sync_all(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
+    summary: SummaryOpt = False,
 ) -> None:
     from .pipeline.plan import SyncRequest
 
     request = SyncRequest(
         "full", force=force, dry_run=dry_run, allow_mass_removal=allow_mass_removal
     )
-    run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
+    run_sync_command(common, request, wait=wait, metrics_file=metrics_file, summary=summary)
 
 
 def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
@@ -456,13 +466,14 @@ def sync_numbers(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
+    summary: SummaryOpt = False,
 ) -> None:
     from .pipeline.plan import SyncRequest
 
     with errors_to_exit(common):
         wanted = read_numbers(numbers or [], from_file)
     request = SyncRequest("selective", numbers=tuple(wanted), force=force, dry_run=dry_run)
-    run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
+    run_sync_command(common, request, wait=wait, metrics_file=metrics_file, summary=summary)
 
 
 # --- status ----------------------------------------------------------------------

@@ -96,6 +96,16 @@ def test_success_under_cron_prints_nothing(ops: LocalStack, run_cli: RunCli) -> 
     assert [("3",)] == ops.sql("select count(*) from property_listings")
 
 
+def test_summary_flag_prints_the_table_when_piped(ops: LocalStack, run_cli: RunCli) -> None:
+    """--summary (as `make demo` runs it): the summary table on stdout although piped."""
+    r = run_cli("sync", "all", "--summary", env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    text = ANSI.sub("", r.stdout)
+    assert "completed" in text, text
+    assert "written" in text, text
+    assert "" == r.stderr
+
+
 def test_problem_run_prints_a_few_lines_on_stderr_only(ops: LocalStack, run_cli: RunCli) -> None:
     """A partial run: nothing on stdout, a summary line and one line per bad row on stderr."""
     ops.sheets.set_sheet(ops.spreadsheet_id, TAB, listings(bad_price_at=2))
