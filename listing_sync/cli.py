@@ -101,13 +101,16 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print debug d
 LogFormatOpt = Annotated[
     str,
     typer.Option(
-        "--log-format", help="Log lines on stderr as 'text' or 'json' (for log shippers)."
+        "--log-format",
+        metavar="[text|json]",
+        help="Log lines on stderr as 'text' or 'json' (for log shippers).",
     ),
 ]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="FILE",
         help="TOML file with settings (same names as the environment variables); "
         "also LISTING_SYNC_CONFIG. The environment wins.",
         envvar="LISTING_SYNC_CONFIG",
@@ -379,6 +382,7 @@ MetricsOpt = Annotated[
     Path | None,
     typer.Option(
         "--metrics-file",
+        metavar="FILE",
         help="Write Prometheus metrics here (node_exporter textfile collector); "
         "also SYNC_METRICS_FILE.",
     ),
@@ -456,7 +460,8 @@ def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
 def sync_numbers(
     common: Common,
     numbers: Annotated[
-        list[str] | None, typer.Argument(help="Property numbers, as in the sheet.")
+        list[str] | None,
+        typer.Argument(metavar="[NUMBER]...", help="Property numbers, as in the sheet."),
     ] = None,
     from_file: Annotated[
         str | None,
@@ -487,8 +492,12 @@ def sync_numbers(
 @common_options
 def status(
     common: Common,
-    sync_id: Annotated[str | None, typer.Argument(help="A run's id (from sync output).")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 10,
+    sync_id: Annotated[
+        str | None, typer.Argument(metavar="[SYNC_ID]", help="A run's id (from sync output).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, metavar="N", help="How many runs.")
+    ] = 10,
 ) -> None:
     mode = common.mode()
     with errors_to_exit(common):
@@ -531,7 +540,12 @@ def status(
 def health(
     common: Common,
     format_: Annotated[
-        str, typer.Option("--format", help="text, json or nagios (one line with perfdata).")
+        str,
+        typer.Option(
+            "--format",
+            metavar="[text|json|nagios]",
+            help="text, json or nagios (one line with perfdata).",
+        ),
     ] = "text",
     ack: Annotated[
         bool,
@@ -631,7 +645,9 @@ def breaker_show(common: Common, ctx: typer.Context) -> None:
 @common_options
 def breaker_reset(
     common: Common,
-    name: Annotated[str | None, typer.Argument(help="sheets or postgrest")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="[sheets|postgrest]", help="sheets or postgrest")
+    ] = None,
 ) -> None:
     mode = common.mode()
     with errors_to_exit(common):

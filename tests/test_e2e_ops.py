@@ -262,7 +262,8 @@ def test_json_error_object_on_every_command(ops: LocalStack, run_cli: RunCli) ->
         "POSTGREST_URL is not set (nor SUPABASE_URL): give the Supabase project URL "
         "or a PostgREST base URL"
     )
-    for command in COMMANDS:
+    # breaker reads only local files: it needs no PostgREST URL (see ONLY_STATE_DIR below).
+    for command in [c for c in COMMANDS if c != ("breaker",)]:
         r = run_cli(*command, "--json", env={"POSTGREST_URL": None})
         assert 78 == r.returncode, (command, r.stdout + r.stderr)
         assert {"status": "error", "error": message, "exit_code": 78} == json.loads(r.stdout)

@@ -248,12 +248,12 @@ def test_response_slower_than_the_timeout_is_retried_and_stays_idempotent(
     put_sheet(clean_stack, rows)
     proxy.slow(1, seconds=1.2, method="POST", path=LISTINGS)
 
-    r = sync("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_HTTP_TIMEOUT": "0.5"})
+    r = sync("sync", "all", "--verbose", env={"SYNC_BATCH_SIZE": "10", "SYNC_HTTP_TIMEOUT": "0.5"})
     assert proxy.wait_idle(), "the slow request never finished"
 
     assert 0 == r.returncode, out(r)
     assert 4 == proxy.count("POST", LISTINGS)
-    assert "ReadTimeout" in r.stderr
+    assert "ReadTimeout" in r.stderr  # the retry's debug line
     assert as_table(rows) == table(clean_stack)
     assert 25 == table_count(clean_stack)
     assert [("completed", "0", None, "25", "finished")] == runs(clean_stack)
