@@ -146,9 +146,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stack, env, tab, listings = _start_sample_stack(_fresh_workdir("demo"))
             _banner(stack, tab, listings, "listing-sync demo: local stack is up")
             codes: dict[str, int] = {}
-            for argv in (["sync", "all"], ["status"], ["health"]):
-                label = " ".join(argv)
-                print(f"$ listing-sync {label}", flush=True)
+            # --summary: the sync's table also when the demo is piped into a file.
+            for argv in (["sync", "all", "--summary"], ["status"], ["health"]):
+                label = " ".join(argv[:2]) if argv[0] == "sync" else " ".join(argv)
+                print(f"$ listing-sync {' '.join(argv)}", flush=True)
                 proc = subprocess.run(
                     [sys.executable, "-m", "listing_sync", *argv], env=env, check=False
                 )

@@ -85,6 +85,12 @@ DEFAULT_MESSAGES = {
     "UNAVAILABLE": "The service is currently unavailable.",
     "DEADLINE_EXCEEDED": "The request timed out. Please try again.",
     "PERMISSION_DENIED": "The caller does not have permission",
+    "SERVICE_DISABLED": (
+        "Google Sheets API has not been used in project 000000000000 before or it is disabled. "
+        "Enable it by visiting https://console.developers.google.com/apis/api/"
+        "sheets.googleapis.com/overview?project=000000000000 then retry. If you enabled this "
+        "API recently, wait a few minutes for the action to propagate to our systems and retry."
+    ),
     "NOT_FOUND": "Requested entity was not found.",
     "UNAUTHENTICATED": (
         "Request had invalid authentication credentials. Expected OAuth 2 access token, "
@@ -494,12 +500,16 @@ def _phrase(status: int) -> str:
 def google_error(
     status: int, google_status: str | None = None, message: str | None = None
 ) -> bytes:
-    """Google's JSON error body."""
+    """Google's JSON error body, as the real API sends it (ErrorInfo details, no Retry-After).
+
+    ``google_status`` "SERVICE_DISABLED" gives the 403 PERMISSION_DENIED that Google sends
+    when the Sheets API is not enabled in the key's Cloud project.
+    """
     gstatus = google_status or GOOGLE_STATUS_FOR_CODE.get(status, "UNKNOWN")
     error: dict[str, Any] = {
         "code": status,
         "message": message or DEFAULT_MESSAGES.get(gstatus) or _phrase(status),
-        "status": gstatus,
+        "status": "PERMISSION_DENIED" if gstatus == "SERVICE_DISABLED" else gstatus,
     }
     if gstatus == "RESOURCE_EXHAUSTED":
         error["details"] = [
@@ -508,12 +518,45 @@ def google_error(
                 "reason": "RATE_LIMIT_EXCEEDED",
                 "domain": "googleapis.com",
                 "metadata": {
+                    "quota_location": "global",
                     "quota_metric": "sheets.googleapis.com/read_requests",
                     "quota_limit": "ReadRequestsPerMinutePerUser",
+                    "quota_limit_value": "60",
                     "service": "sheets.googleapis.com",
                     "consumer": "projects/000000000000",
                 },
-            }
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Request a higher quota limit.",
+                        "url": "https://cloud.google.com/docs/quota#requesting_higher_quota",
+                    }
+                ],
+            },
+        ]
+    if gstatus == "SERVICE_DISABLED":
+        overview = (
+            "https://console.developers.google.com/apis/api/sheets.googleapis.com/overview"
+            "?project=000000000000"
+        )
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {"description": "Google developers console API activation", "url": overview}
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "SERVICE_DISABLED",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "service": "sheets.googleapis.com",
+                    "consumer": "projects/000000000000",
+                },
+            },
         ]
     return _dumps({"error": error}).encode()
 

@@ -22,12 +22,10 @@ import typer
 
 from . import __version__
 from .errors import (
-    EXIT_CONFIG,
     EXIT_OK,
     EXIT_SOFTWARE,
     EXIT_TEMPFAIL,
     EXIT_USAGE,
-    ConfigError,
     ListingSyncError,
     UsageError,
 )
@@ -69,6 +67,7 @@ sync_app = typer.Typer(
 breaker_app = typer.Typer(
     help="Show the circuit breakers (one per dependency), or reset one by hand.\n\n"
     "Example: listing-sync breaker; listing-sync breaker reset sheets\n\n"
+    "Needs only SYNC_STATE_DIR (the breakers are files there).\n\n"
     "Exit codes: 0 shown; 78 configuration error.",
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -103,13 +102,16 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print debug d
 LogFormatOpt = Annotated[
     str,
     typer.Option(
-        "--log-format", help="Log lines on stderr as 'text' or 'json' (for log shippers)."
+        "--log-format",
+        metavar="[text|json]",
+        help="Log lines on stderr as 'text' or 'json' (for log shippers).",
     ),
 ]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="FILE",
         help="TOML file with settings (same names as the environment variables); "
         "also LISTING_SYNC_CONFIG. The environment wins.",
         envvar="LISTING_SYNC_CONFIG",
@@ -222,14 +224,21 @@ def errors_to_exit(
         )
 
 
-def load(common: Common) -> Settings:
-    """Load settings; from then on the service-role key is redacted everywhere."""
+def load(common: Common, *, need_sheets: bool = False, local_only: bool = False) -> Settings:
+    """Load settings; from then on the service-role key is redacted everywhere.
+
+    ``need_sheets``: also require the Google settings; ``local_only``: the command
+    reads only the state directory (see ``load_settings``).
+    """
     from .config import load_settings
 
     if common.log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be 'text' or 'json', got {common.log_format!r}")
     settings = load_settings(
-        config_file=common.config, allow_insecure_http=common.allow_insecure_http
+        config_file=common.config,
+        allow_insecure_http=common.allow_insecure_http,
+        need_sheets=need_sheets,
+        local_only=local_only,
     )
     common.logs.add_secret(settings.service_role_key.get_secret_value())
     if settings.api_key is not None:
@@ -289,6 +298,7 @@ def run_sync_command(
     *,
     wait: float | None,
     metrics_file: Path | None,
+    summary: bool = False,
 ) -> NoReturn:
     """Run one sync for any ``sync`` subcommand and exit with its code."""
     mode = common.mode()
@@ -297,7 +307,7 @@ def run_sync_command(
         from .output import RichProgress, stderr_console, sync_problem_lines
         from .pipeline.progress import NoProgress
 
-        settings = load(common)
+        settings = load(common, need_sheets=True)
         settings.require_sheets()
         stop = wiring.StopFlag()
         reporting = service.Reporting(
@@ -323,11 +333,11 @@ def run_sync_command(
                 )
         finally:
             stop.settle()  # also when no run was started (lock busy, dry run, error)
-        _show_sync(report, mode, common.logs)
+        _show_sync(report, mode, common.logs, summary=summary)
     _exit(report.exit_code)
 
 
-def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
+def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs, *, summary: bool) -> None:
     from .output import (
         MAX_WARNING_LINES,
         print_json,
@@ -340,12 +350,12 @@ def _show_sync(report: SyncReport, mode: OutputMode, logs: Logs) -> None:
 
     if mode.json:
         print_json(sync_to_dict(report))
-    elif mode.interactive or (report.dry_run and not mode.quiet):
+    elif mode.interactive or ((report.dry_run or summary) and not mode.quiet):
         render_sync(report, stdout_console())
     elif report.exit_code != EXIT_OK and not mode.quiet:
         logs.problem_lines(sync_problem_lines(report))
     elif report.notices and not mode.quiet and not mode.verbose:
-        # A column without header: cron must hear of it even though the run was clean.
+        # A column left empty by a renamed header needs a human even on a clean run.
         logs.problem_lines(warning_lines(report.notices, MAX_WARNING_LINES))
     elif mode.verbose and report.warnings:
         # A clean cron run stays silent; --verbose also shows cells read as null.
@@ -377,10 +387,19 @@ AllowMissingOpt = Annotated[
         "column's stored values as they are (otherwise the run stops with exit 65).",
     ),
 ]
+SummaryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--summary",
+        help="Print the summary table on stdout even when it is not a terminal "
+        "(a log file, a demo); cron runs stay silent without it.",
+    ),
+]
 MetricsOpt = Annotated[
     Path | None,
     typer.Option(
         "--metrics-file",
+        metavar="FILE",
         help="Write Prometheus metrics here (node_exporter textfile collector); "
         "also SYNC_METRICS_FILE.",
     ),
@@ -409,6 +428,7 @@ def sync_all(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
+    summary: SummaryOpt = False,
 ) -> None:
     from .pipeline.plan import SyncRequest
 
@@ -419,7 +439,7 @@ def sync_all(
         allow_mass_removal=allow_mass_removal,
         allow_missing_columns=allow_missing_columns,
     )
-    run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
+    run_sync_command(common, request, wait=wait, metrics_file=metrics_file, summary=summary)
 
 
 def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
@@ -462,7 +482,8 @@ def read_numbers(numbers: list[str], from_file: str | None) -> list[str]:
 def sync_numbers(
     common: Common,
     numbers: Annotated[
-        list[str] | None, typer.Argument(help="Property numbers, as in the sheet.")
+        list[str] | None,
+        typer.Argument(metavar="[NUMBER]...", help="Property numbers, as in the sheet."),
     ] = None,
     from_file: Annotated[
         str | None,
@@ -473,6 +494,7 @@ def sync_numbers(
     dry_run: DryRunOpt = False,
     wait: WaitOpt = None,
     metrics_file: MetricsOpt = None,
+    summary: SummaryOpt = False,
 ) -> None:
     from .pipeline.plan import SyncRequest
 
@@ -485,7 +507,7 @@ def sync_numbers(
         dry_run=dry_run,
         allow_missing_columns=allow_missing_columns,
     )
-    run_sync_command(common, request, wait=wait, metrics_file=metrics_file)
+    run_sync_command(common, request, wait=wait, metrics_file=metrics_file, summary=summary)
 
 
 # --- status ----------------------------------------------------------------------
@@ -499,8 +521,12 @@ def sync_numbers(
 @common_options
 def status(
     common: Common,
-    sync_id: Annotated[str | None, typer.Argument(help="A run's id (from sync output).")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 10,
+    sync_id: Annotated[
+        str | None, typer.Argument(metavar="[SYNC_ID]", help="A run's id (from sync output).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, metavar="N", help="How many runs.")
+    ] = 10,
 ) -> None:
     mode = common.mode()
     with errors_to_exit(common):
@@ -531,49 +557,90 @@ def status(
     "Alerts: run failure rate over 24 h > 5% (warning) or > 10% (critical); last run over "
     "10 min; more than 1000 pending failures; a circuit breaker open; no completed full "
     "sync within SYNC_HEALTH_MAX_AGE (default 26h).\n\n"
+    "After fixing the cause of failed runs (a new install being set up), "
+    "`listing-sync health --ack` records in sync_state that they have been seen: failed runs "
+    "started before it no longer count.\n\n"
     "Example: listing-sync health --format nagios\n\n"
     "Exit codes (Nagios convention): 0 healthy; 1 degraded; 2 unhealthy; 3 unknown "
-    "(sync_state cannot be read); 78 configuration error (3 with --format nagios)."
+    "(sync_state cannot be read); 78 configuration error (3 with --format nagios). "
+    "With --ack: 0 recorded."
 )
 @common_options
 def health(
     common: Common,
     format_: Annotated[
-        str, typer.Option("--format", help="text, json or nagios (one line with perfdata).")
+        str,
+        typer.Option(
+            "--format",
+            metavar="[text|json|nagios]",
+            help="text, json or nagios (one line with perfdata).",
+        ),
     ] = "text",
+    ack: Annotated[
+        bool,
+        typer.Option(
+            "--ack", help="Acknowledge the failed runs so far: they stop counting toward alerts."
+        ),
+    ] = False,
 ) -> None:
     from . import health as health_mod
+
+    if ack:
+        with errors_to_exit(common):
+            acked = health_mod.acknowledge(load(common))
+            if common.json:
+                from .output import print_json
+
+                print_json({"acknowledged": acked})
+            elif not common.quiet:
+                print(f"acknowledged ({acked}): failed runs before now no longer count in health")
+        _exit(EXIT_OK)
 
     if format_ not in ("text", "json", "nagios"):
         fail(f"--format must be text, json or nagios, got {format_!r}", EXIT_USAGE, common=common)
     common.json = common.json or format_ == "json"
     mode = common.mode()
     nagios = format_ == "nagios"
-    unknown = health_mod.UNKNOWN
-    with errors_to_exit(common, map_code=lambda c: unknown if nagios and c == EXIT_CONFIG else c):
+    if nagios:
+        _exit(_health_nagios(common))
+    with errors_to_exit(common):
         from datetime import UTC, datetime
 
         from . import service
         from .output import print_json, render_health, stdout_console
 
-        try:
-            settings = load(common)
-        except ConfigError as exc:
-            if not nagios:
-                raise
-            # The monitoring system shows stdout: give it the plugin line, not nothing.
-            report = health_mod.HealthReport(code=unknown, facts=None, error=str(exc))
-            print(health_mod.nagios_line(report))
-            _exit(unknown)
+        settings = load(common)
         report = health_mod.check(settings, service.breaker_states(settings), now=datetime.now(UTC))
-        if nagios:
-            print(health_mod.nagios_line(report))
-        elif mode.json:
+        if mode.json:
             print_json(report.to_dict())
         elif not mode.quiet:
             render_health(report, stdout_console())
         code = report.code
     _exit(code)
+
+
+def _health_nagios(common: Common) -> int:
+    """Print exactly one Nagios plugin line, whatever happens; return its exit code.
+
+    The monitoring system shows stdout only: a refused key, a missing table or a
+    crash must still give it a line (UNKNOWN), not an empty answer.
+    """
+    from datetime import UTC, datetime
+
+    from . import health as health_mod
+    from . import service
+
+    try:
+        settings = load(common)
+        report = health_mod.check(settings, service.breaker_states(settings), now=datetime.now(UTC))
+    except ListingSyncError as exc:
+        report = health_mod.HealthReport(code=health_mod.UNKNOWN, facts=None, error=str(exc))
+    except Exception as exc:  # the plugin line is the whole interface: never a traceback
+        report = health_mod.HealthReport(
+            code=health_mod.UNKNOWN, facts=None, error=f"unexpected {type(exc).__name__}: {exc}"
+        )
+    print(common.logs.redact(health_mod.nagios_line(report)))
+    return report.code
 
 
 # --- breakers --------------------------------------------------------------------
@@ -589,7 +656,7 @@ def breaker_show(common: Common, ctx: typer.Context) -> None:
         from . import service
         from .output import print_json, render_breakers, stdout_console
 
-        settings = load(common)
+        settings = load(common, local_only=True)  # breakers are local files only
         rows = service.breaker_rows(settings)
         if mode.json:
             print_json({"breakers": rows, "state_dir": str(settings.state_dir)})
@@ -607,14 +674,16 @@ def breaker_show(common: Common, ctx: typer.Context) -> None:
 @common_options
 def breaker_reset(
     common: Common,
-    name: Annotated[str | None, typer.Argument(help="sheets or postgrest")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="[sheets|postgrest]", help="sheets or postgrest")
+    ] = None,
 ) -> None:
     mode = common.mode()
     with errors_to_exit(common):
         from . import service
         from .output import print_json
 
-        settings = load(common)
+        settings = load(common, local_only=True)  # breakers are local files only
         names = service.reset_breakers(settings, name)
         if mode.json:
             print_json({"reset": names})

@@ -10,6 +10,7 @@ Errors name the variable and what is wrong in one line and never echo a secret.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import stat
@@ -52,6 +53,9 @@ class SecretStr:
 GOOGLE_SHEETS_ENDPOINT = "https://sheets.googleapis.com"
 # systemd's LoadCredential= puts the key here under this name.
 CREDENTIAL_NAME = "supabase-service-role-key"
+# health/status answer monitoring (NRPE gives up after 10 s): their whole budget, leaving
+# room for the interpreter's start-up on a busy host. SYNC_HEALTH_TIMEOUT raises it.
+HEALTH_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class Settings:
     # The Supabase gateway checks the `apikey` header against the project's own keys:
     # with a key for another role (listing_sync) it must be the anon key.
     api_key: SecretStr | None = None
+    health_timeout: float = HEALTH_TIMEOUT  # seconds
+    # Google's per-minute read quota: a 429 is retried this long after the first one.
+    quota_window: float = 70.0  # seconds
+    # Several offices on one host (listing-sync@<office>): labels every metric.
+    instance: str | None = None
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
@@ -112,6 +121,59 @@ class Settings:
         check_private_file(self.google_credentials, "GOOGLE_APPLICATION_CREDENTIALS")
 
 
+# Every name a config file may hold. load_settings also accepts any name it asked for,
+# so a setting added later is known without being listed here.
+KNOWN_SETTINGS = frozenset(
+    {
+        "POSTGREST_URL",
+        "SUPABASE_URL",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY_FILE",
+        "SUPABASE_ANON_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SYNC_SPREADSHEET_ID",
+        "SYNC_SHEET_NAME",
+        "SYNC_SHEETS_API_ENDPOINT",
+        "SYNC_MAPPING",
+        "SYNC_BATCH_SIZE",
+        "SYNC_BATCH_MAX_BYTES",
+        "SYNC_RATE_LIMIT",
+        "SYNC_RETRY_ATTEMPTS",
+        "SYNC_RETRY_DELAY",
+        "SYNC_CIRCUIT_BREAKER_THRESHOLD",
+        "CIRCUIT_BREAKER_THRESHOLD",
+        "SYNC_CIRCUIT_BREAKER_TIMEOUT",
+        "CIRCUIT_BREAKER_TIMEOUT",
+        "SYNC_STATE_DIR",
+        "SYNC_MAX_REMOVE_FRACTION",
+        "SYNC_HEALTH_MAX_AGE",
+        "SYNC_HEALTH_TIMEOUT",
+        "SYNC_HTTP_TIMEOUT",
+        "SYNC_RUN_TIMEOUT",
+        "SYNC_SHEETS_QUOTA_WINDOW",
+        "SYNC_METRICS_FILE",
+        "SYNC_PING_URL",
+        "SYNC_ALLOW_INSECURE_HTTP",
+        "SYNC_INSTANCE",
+    }
+)
+
+
+def _check_known_keys(path: Path, keys: set[str], known: set[str]) -> None:
+    """Refuse a config file key no setting reads: a typo would silently keep the default."""
+    unknown = sorted(keys - known)
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    raise ConfigError(
+        f"LISTING_SYNC_CONFIG: {path}: unknown setting{'s' if len(parts) > 1 else ''} "
+        f"{', '.join(parts)}; the names are those of the environment variables (README)"
+    )
+
+
 def _read_config_file(path: Path) -> dict[str, str]:
     try:
         with path.open("rb") as fh:
@@ -134,9 +196,11 @@ class _Source:
     def __init__(self, env: Mapping[str, str], file_values: Mapping[str, str]) -> None:
         self.env = env
         self.file = file_values
+        self.asked: set[str] = set()
 
     def get(self, *names: str) -> tuple[str, str | None]:
         """Return (the name that was used, its value) for the first name set."""
+        self.asked.update(names)
         for name in names:
             value = self.env.get(name)
             if value is not None and value.strip() != "":
@@ -285,6 +349,54 @@ def _service_role_key(src: _Source) -> SecretStr:
     return _checked_key(key, f"{variable}: {path}")
 
 
+_REQUIRED = {
+    "POSTGREST_URL": "POSTGREST_URL is not set (nor SUPABASE_URL): give the Supabase project URL "
+    "or a PostgREST base URL",
+    "SUPABASE_SERVICE_ROLE_KEY": "SUPABASE_SERVICE_ROLE_KEY is not set (nor "
+    "SUPABASE_SERVICE_ROLE_KEY_FILE): give the project's service-role key or a file holding it",
+    "GOOGLE_APPLICATION_CREDENTIALS": "GOOGLE_APPLICATION_CREDENTIALS is not set: point it at "
+    "the service-account key file (JSON) that can read the sheet",
+    "SYNC_SPREADSHEET_ID": "SYNC_SPREADSHEET_ID is not set: use the id from the sheet's URL "
+    "(https://docs.google.com/spreadsheets/d/<ID>/edit)",
+}
+
+
+def _require_all(src: _Source, *, need_sheets: bool, local_only: bool) -> None:
+    """Raise one ConfigError listing every required setting that is missing."""
+    missing = []
+    if not local_only:
+        if src.get("POSTGREST_URL")[1] is None and src.get("SUPABASE_URL")[1] is None:
+            missing.append("POSTGREST_URL")
+        has_key = any(
+            src.get(n)[1] is not None
+            for n in ("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SERVICE_ROLE_KEY_FILE")
+        )
+        creds_dir = src.env.get("CREDENTIALS_DIRECTORY")
+        if not has_key and not (creds_dir and (Path(creds_dir) / CREDENTIAL_NAME).exists()):
+            missing.append("SUPABASE_SERVICE_ROLE_KEY")
+    if need_sheets:
+        missing += [
+            n
+            for n in ("GOOGLE_APPLICATION_CREDENTIALS", "SYNC_SPREADSHEET_ID")
+            if src.get(n)[1] is None
+        ]
+    if len(missing) == 1:
+        raise ConfigError(_REQUIRED[missing[0]])
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} settings are missing: " + "; ".join(_REQUIRED[n] for n in missing)
+        )
+
+
+def _instance(src: _Source) -> str | None:
+    _, value = src.get("SYNC_INSTANCE")
+    if value is not None and not all(ch.isalnum() or ch in "_.@-" for ch in value):
+        raise ConfigError(
+            f"SYNC_INSTANCE must be a plain name (letters, digits, _ . @ -), got {value!r}"
+        )
+    return value
+
+
 def _api_key(src: _Source) -> SecretStr | None:
     name, raw = src.get("SUPABASE_ANON_KEY")
     return None if raw is None else _checked_key(raw, name)
@@ -300,12 +412,23 @@ def load_settings(
     *,
     config_file: Path | None = None,
     allow_insecure_http: bool = False,
+    need_sheets: bool = False,
+    local_only: bool = False,
 ) -> Settings:
-    """Read and check every setting; raise ConfigError naming the first bad one."""
+    """Read and check every setting; raise ConfigError naming the first bad one.
+
+    Missing required settings are reported together, in one message. ``need_sheets``:
+    the command reads the sheet (sync). ``local_only``: the command reads only the
+    state directory (breaker), so PostgREST's URL and key are not required (and empty).
+    """
     env = os.environ if env is None else env
     if config_file is None and env.get("LISTING_SYNC_CONFIG"):
         config_file = Path(env["LISTING_SYNC_CONFIG"]).expanduser()
-    src = _Source(env, _read_config_file(config_file) if config_file else {})
+    file_values = _read_config_file(config_file) if config_file else {}
+    if config_file is not None:
+        _check_known_keys(config_file, set(file_values), set(KNOWN_SETTINGS))
+    src = _Source(env, file_values)
+    _require_all(src, need_sheets=need_sheets, local_only=local_only)
 
     _, insecure = src.get("SYNC_ALLOW_INSECURE_HTTP")
     allow_insecure_http = allow_insecure_http or (insecure or "").lower() in ("1", "true", "yes")
@@ -314,12 +437,10 @@ def load_settings(
     if url is None:
         name, supabase_url = src.get("SUPABASE_URL")
         if supabase_url is None:
-            raise ConfigError(
-                "POSTGREST_URL is not set (nor SUPABASE_URL): give the Supabase project URL "
-                "or a PostgREST base URL"
-            )
-        url = supabase_url.rstrip("/") + "/rest/v1"
-    postgrest_url = _check_url(name, url, allow_insecure_http=allow_insecure_http)
+            # Only for local_only: _require_all refused a missing URL otherwise.
+            supabase_url = ""
+        url = supabase_url.rstrip("/") + "/rest/v1" if supabase_url else ""
+    postgrest_url = _check_url(name, url, allow_insecure_http=allow_insecure_http) if url else ""
 
     _, endpoint = src.get("SYNC_SHEETS_API_ENDPOINT")
     sheets_api_endpoint = _check_url(
@@ -341,7 +462,7 @@ def load_settings(
 
     return Settings(
         postgrest_url=postgrest_url,
-        service_role_key=_service_role_key(src),
+        service_role_key=SecretStr("") if local_only else _service_role_key(src),
         google_credentials=src.path("GOOGLE_APPLICATION_CREDENTIALS"),
         spreadsheet_id=src.get("SYNC_SPREADSHEET_ID")[1],
         sheet_name=src.get("SYNC_SHEET_NAME")[1],
@@ -378,4 +499,9 @@ def load_settings(
         metrics_file=Path(metrics).expanduser() if metrics else None,
         ping_url=ping_url,
         api_key=_api_key(src),
+        health_timeout=src.duration("SYNC_HEALTH_TIMEOUT", default=HEALTH_TIMEOUT, unit=1.0),
+        instance=_instance(src),
+        quota_window=src.number(
+            "SYNC_SHEETS_QUOTA_WINDOW", default=70.0, kind=float, minimum=0, maximum=3600
+        ),
     )

@@ -168,6 +168,15 @@ def is_retryable(failure: Failure) -> bool:
     return False
 
 
+def is_quota(exc: RemoteError) -> bool:
+    """Tell whether ``exc`` is Google's per-minute quota (429 RESOURCE_EXHAUSTED).
+
+    It is not an outage: it clears when the quota window resets, so it is waited
+    out (``RetryPolicy.quota_window``) and never counts toward a circuit breaker.
+    """
+    return isinstance(exc, TransientError) and exc.code == "RESOURCE_EXHAUSTED"
+
+
 def remote_error(
     message: str,
     failure: Failure,

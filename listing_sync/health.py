@@ -39,6 +39,7 @@ class HealthFacts:
     last_full_completed_at: datetime | None
     pending_failures: int
     breakers: dict[str, str]  # name -> closed | open | half_open
+    acknowledged_at: datetime | None = None  # failures before it do not count
 
     @property
     def error_rate(self) -> float:
@@ -81,6 +82,7 @@ class HealthReport:
             "last_completed_full_sync": _iso(facts.last_full_completed_at) if facts else None,
             "pending_failures": facts.pending_failures if facts else None,
             "circuit_breakers": dict(facts.breakers) if facts else {},
+            "acknowledged_at": _iso(facts.acknowledged_at) if facts else None,
         }
 
 
@@ -102,7 +104,8 @@ def evaluate(facts: HealthFacts, *, now: datetime, max_age: float) -> HealthRepo
                 round(rate, 4),
                 limit,
                 f"{facts.failed_24h} of {facts.runs_24h} runs failed in the last 24 h "
-                f"({rate:.1%} > {limit:.0%})",
+                f"({rate:.1%} > {limit:.0%}); once fixed, acknowledge them: "
+                "listing-sync health --ack",
             )
         )
     if facts.last_run_duration is not None and facts.last_run_duration > MAX_RUN_SECONDS:
@@ -221,7 +224,16 @@ def gather(
         last_full_completed_at=parse_ts((stats.last_completed_full or {}).get("completed_at")),
         pending_failures=pending_failures(state, listings),
         breakers=breaker_states,
+        acknowledged_at=stats.acknowledged_at,
     )
+
+
+def acknowledge(settings: Settings) -> str:
+    """Record an acknowledgement in sync_state: earlier failed runs stop counting."""
+    from .wiring import open_runtime
+
+    with open_runtime(settings, probe=True) as runtime:
+        return runtime.state.acknowledge()
 
 
 def check(settings: Settings, breaker_states: dict[str, str], *, now: datetime) -> HealthReport:

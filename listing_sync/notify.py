@@ -38,6 +38,8 @@ class RunMetrics:
     removed: int = 0
     not_found: int = 0
     success: bool = False
+    retries: tuple[tuple[str, int], ...] = ()  # (dependency, backoff waits) this run
+    instance: str | None = None  # SYNC_INSTANCE: which office's sync on a shared host
 
 
 def previous_last_success(path: Path) -> float | None:
@@ -52,11 +54,20 @@ def previous_last_success(path: Path) -> float | None:
 def render_metrics(run: RunMetrics, breakers: dict[str, str], last_success: float | None) -> str:
     """Return the Prometheus text exposition for ``run``."""
     lines: list[str] = []
+    # Offices on one host write one file each; the collector merges them, so every
+    # series carries its office (a "sync_instance" label: Prometheus owns "instance").
+    own = f'sync_instance="{run.instance}"' if run.instance else ""
+
+    def with_instance(labels: str) -> str:
+        if not own:
+            return labels
+        return "{" + own + ("," + labels[1:-1] if labels else "") + "}"
 
     def gauge(name: str, help_: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {PREFIX}_{name} {help_}")
         lines.append(f"# TYPE {PREFIX}_{name} gauge")
-        for labels, value in samples:
+        for bare, value in samples:
+            labels = with_instance(bare)
             lines.append(
                 f"{PREFIX}_{name}{labels} {value:g}"
                 if isinstance(value, int)
@@ -92,6 +103,13 @@ def render_metrics(run: RunMetrics, breakers: dict[str, str], last_success: floa
         ],
     )
     gauge("last_exit_code", "Exit code of the last sync.", [("", run.exit_code)])
+    if run.retries:
+        # Retries that recovered print nothing (cron mails stderr): they are counted here.
+        gauge(
+            "last_run_retries",
+            "Retries of failed requests during the last sync, by dependency.",
+            [(f'{{dependency="{name}"}}', count) for name, count in run.retries],
+        )
     gauge(
         "circuit_breaker_open",
         "1 when the dependency's circuit breaker is not closed.",

@@ -7,9 +7,12 @@ retry). httpx errors and PostgREST error bodies are translated into the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -47,12 +50,53 @@ def in_filters(values: Sequence[str], max_chars: int = MAX_FILTER_CHARS) -> Iter
 
 
 def translate_httpx_error(exc: httpx.HTTPError, what: str) -> RemoteError:
-    """Turn an httpx transport error into a (transient) RemoteError."""
+    """Turn an httpx transport error into a (transient) RemoteError naming host and port.
+
+    The URL never holds the key (it travels in headers), so naming the address is safe.
+    """
     kind = type(exc).__name__
     detail = str(exc) or kind
+    where = ""
+    try:
+        url = exc.request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        where = f" at {url.host}:{port}"
+    except RuntimeError:  # an error raised before any request was built
+        pass
     return remote_error(
-        f"PostgREST {what}: {kind}: {detail}", Failure(network=True), dependency=DEPENDENCY
+        f"PostgREST{where} {what}: {kind}: {detail}", Failure(network=True), dependency=DEPENDENCY
     )
+
+
+def key_expiry(authorization: str | None) -> datetime | None:
+    """Return when the bearer JWT expires, read without verifying it (None if unknown).
+
+    Only to tell "expired" from "signed with another secret" when PostgREST says 401.
+    """
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    parts = authorization.removeprefix("Bearer ").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = payload.get("exp") if isinstance(payload, dict) else None
+        return datetime.fromtimestamp(float(exp), UTC) if exp is not None else None
+    except (ValueError, TypeError, binascii.Error, OverflowError, OSError):
+        return None
+
+
+def _refused_key_hint(response: httpx.Response) -> str:
+    try:
+        expires = key_expiry(response.request.headers.get("Authorization"))
+    except RuntimeError:  # a response built without a request (tests)
+        expires = None
+    if expires is not None and expires <= datetime.now(UTC):
+        return (
+            f"the key expired at {expires.isoformat(timespec='seconds')}: mint a new one "
+            "(listing-sync mint-key) and set SUPABASE_SERVICE_ROLE_KEY"
+        )
+    return _KEY_REFUSED
 
 
 # Answers that say the deployment, not the data or the network, is wrong: the key is
@@ -90,7 +134,9 @@ def error_from_response(response: httpx.Response, what: str) -> ListingSyncError
     elif response.text:
         message = response.text[:200]
     label = f"{response.status_code} {code}" if code else str(response.status_code)
-    hint = _KEY_REFUSED if response.status_code == 401 else _SETUP_HINTS.get(code or "")
+    hint = (
+        _refused_key_hint(response) if response.status_code == 401 else _SETUP_HINTS.get(code or "")
+    )
     if hint:
         return ConfigError(f"PostgREST {what}: {label} {message}; {hint}")
     return remote_error(
@@ -113,9 +159,12 @@ class PostgrestClient:
         http: httpx.Client | None = None,
         timeout: float = 30.0,
         api_key: str | None = None,
+        cap_to_deadline: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.guard = guard
+        # Probes: no request may outlive the guard's (wall-clock) deadline.
+        self.cap_to_deadline = cap_to_deadline
         self.http = http or httpx.Client(timeout=timeout)
         self._headers = {
             "Authorization": f"Bearer {key}",
@@ -127,11 +176,12 @@ class PostgrestClient:
     def with_guard(self, guard: Guard) -> PostgrestClient:
         """Return a client that sends through ``guard`` over this client's connections."""
         other = object.__new__(PostgrestClient)
-        other.base_url, other.guard, other.http, other._headers = (
+        other.base_url, other.guard, other.http, other._headers, other.cap_to_deadline = (
             self.base_url,
             guard,
             self.http,
             self._headers,
+            self.cap_to_deadline,
         )
         return other
 
@@ -159,6 +209,11 @@ class PostgrestClient:
         url = f"{self.base_url}/{path}"
 
         def attempt() -> httpx.Response:
+            timeout: Any = httpx.USE_CLIENT_DEFAULT
+            deadline = self.guard.deadline
+            if self.cap_to_deadline and deadline is not None:
+                left = max(0.05, deadline - time.time())
+                timeout = httpx.Timeout(min(left, self.http.timeout.read or left))
             try:
                 response = self.http.request(
                     # httpx's QueryParamTypes is a union of invariant lists: ours fit it.
@@ -167,6 +222,7 @@ class PostgrestClient:
                     params=cast(Any, params),
                     content=content,
                     headers=headers,
+                    timeout=timeout,
                 )
             except httpx.HTTPError as exc:
                 raise translate_httpx_error(exc, what) from exc

@@ -68,15 +68,25 @@ def execute(
                 code = _exit_code_of(exc)
                 notify.ping(settings.ping_url, str(code), body=reporting.scrub(str(exc)))
                 if metrics_path:
-                    write_metrics(settings, metrics_path, request, None, code)
+                    write_metrics(settings, metrics_path, request, None, code, _retries(runtime))
                 raise
         finally:
             lock.release()
+        retries = _retries(runtime)
     if metrics_path:
-        write_metrics(settings, metrics_path, request, report, report.exit_code)
+        write_metrics(settings, metrics_path, request, report, report.exit_code, retries)
     event = "success" if report.exit_code == EXIT_OK else str(report.exit_code)
     notify.ping(settings.ping_url, event, body=reporting.scrub(reporting.describe(report)))
     return report
+
+
+def _retries(runtime: wiring.Runtime) -> tuple[tuple[str, int], ...]:
+    """Return the backoff waits of this run per dependency."""
+    guards = runtime.guards
+    return (
+        ("postgrest", guards.postgrest.retries + runtime.outcome_guard.retries),
+        ("sheets", guards.sheets.retries),
+    )
 
 
 def _exit_code_of(exc: BaseException) -> int:
@@ -91,6 +101,7 @@ def write_metrics(
     request: SyncRequest,
     report: SyncReport | None,
     exit_code: int,
+    retries: tuple[tuple[str, int], ...] = (),
 ) -> None:
     """Write the Prometheus textfile for this run (``report`` None: it ended early)."""
     run = notify.RunMetrics(
@@ -104,6 +115,8 @@ def write_metrics(
         removed=report.removed if report else 0,
         not_found=len(report.not_found) if report else 0,
         success=exit_code == EXIT_OK,
+        retries=retries,
+        instance=settings.instance,
     )
     notify.write_metrics(path, run, breaker_states(settings))
 

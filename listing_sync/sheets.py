@@ -9,13 +9,21 @@ advice) with ``valueRenderOption=UNFORMATTED_VALUE`` and
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import ConfigError, Failure, PermanentError, RemoteError, remote_error
+from .errors import (
+    ConfigError,
+    Failure,
+    ListingSyncError,
+    PermanentError,
+    remote_error,
+)
 from .resilience import Guard, parse_retry_after
 
 DEPENDENCY = "sheets"
@@ -37,8 +45,27 @@ def a1_tab(title: str) -> str:
     return "'" + title.replace("'", "''") + "'"
 
 
-def translate_google_error(exc: BaseException, what: str) -> RemoteError:
-    """Turn an error raised by googleapiclient/google-auth/httplib2 into a RemoteError."""
+def _error_info_reasons(error: dict[str, Any]) -> tuple[set[str], str | None]:
+    """Return the ErrorInfo reasons of a Google error body and the project number it names."""
+    reasons: set[str] = set()
+    project = None
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("ErrorInfo"):
+            reasons.add(str(detail.get("reason")))
+            consumer = str((detail.get("metadata") or {}).get("consumer", ""))
+            project = consumer.rpartition("/")[2] or project
+    if project is None:
+        found = re.search(r"project (\d+)", str(error.get("message", "")))
+        project = found.group(1) if found else None
+    return reasons, project
+
+
+def translate_google_error(exc: BaseException, what: str) -> ListingSyncError:
+    """Turn an error raised by googleapiclient/google-auth/httplib2 into our tree.
+
+    A RemoteError as a rule; a ConfigError when Google says a setting is wrong (a
+    range it cannot parse, the Sheets API not enabled in the key's project).
+    """
     from google.auth import exceptions as auth_exceptions
     from googleapiclient.errors import HttpError
 
@@ -52,8 +79,26 @@ def translate_google_error(exc: BaseException, what: str) -> RemoteError:
             google_status = error.get("status")
             message = error.get("message") or message
             reasons = {e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)}
+            info, project = _error_info_reasons(error)
         except (ValueError, AttributeError):
-            pass
+            info, project = set(), None
+        if "SERVICE_DISABLED" in info:
+            where = f"Cloud project {project}" if project else "the key's Cloud project"
+            link = (
+                "https://console.developers.google.com/apis/api/sheets.googleapis.com/overview"
+                + (f"?project={project}" if project else "")
+            )
+            return ConfigError(
+                f"Google Sheets {what}: 403 SERVICE_DISABLED: the Google Sheets API is not "
+                f"enabled in {where} (the project of the service account in "
+                f"GOOGLE_APPLICATION_CREDENTIALS); enable it at {link}, wait a few minutes, "
+                "then run again"
+            )
+        if status == 400 and "Unable to parse range" in message:
+            return ConfigError(
+                f"SYNC_SHEET_NAME: Google Sheets {what}: 400 {message}; set SYNC_SHEET_NAME "
+                "to a tab's exact name as shown in the sheet (or unset it for the first tab)"
+            )
         if reasons & {"rateLimitExceeded", "userRateLimitExceeded"}:
             google_status = "RESOURCE_EXHAUSTED"  # the v3-style quota error (403)
         if google_status is None and status >= 500:
@@ -135,7 +180,7 @@ class SheetsReader:
         self.spreadsheet_id = spreadsheet_id
         self.guard = guard
         self.tab_name = tab_name
-        self._service = _build_service(credentials_file, endpoint, timeout)
+        self._service, self.account = _build_service(credentials_file, endpoint, timeout)
 
     def read(self) -> SheetData:
         """Return the tab's title and header now, and a lazy iterator over its rows."""
@@ -176,9 +221,10 @@ class SheetsReader:
                 ) from exc
             if exc.status == 403:
                 raise ConfigError(
-                    f"SYNC_SPREADSHEET_ID: spreadsheet {self.spreadsheet_id!r} is not readable by "
-                    "the service account in GOOGLE_APPLICATION_CREDENTIALS; share the sheet with "
-                    f"its client_email ({exc.message})"
+                    f"SYNC_SPREADSHEET_ID: spreadsheet {self.spreadsheet_id!r} is not shared with "
+                    f"the service account {self.account} (client_email in "
+                    "GOOGLE_APPLICATION_CREDENTIALS): share the sheet with it as a viewer "
+                    f"(Google said: 403 {exc.message})"
                 ) from exc
             raise
         tabs = []
@@ -241,7 +287,29 @@ class SheetsReader:
             start = end + 1
 
 
-def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any:
+def _key_problem(exc: BaseException) -> str:
+    """Say in words what is wrong with a service-account key file (no class names)."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return "the file does not exist"
+    if isinstance(exc, OSError):
+        return f"it cannot be read ({exc.strerror or 'input/output error'})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"it is not JSON ({text}); download the key again as JSON"
+    if "missing fields" in text:
+        missing = text.split("missing fields", 1)[1].strip(" .")
+        return (
+            f"it lacks {missing}: use a service account's JSON key "
+            '("type": "service_account"), not an OAuth client or user credential'
+        )
+    if "PEM" in text or "private key" in text.lower():
+        return "its private_key cannot be read: create a new key for the service account"
+    if isinstance(exc, AttributeError | TypeError | KeyError):
+        return "it is JSON, but not an object with a service account's fields"
+    return "it is not a service account's JSON key"
+
+
+def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> tuple[Any, str]:
     import google_auth_httplib2
     import httplib2
     from google.oauth2 import service_account
@@ -255,12 +323,16 @@ def _build_service(credentials_file: Path, endpoint: str, timeout: float) -> Any
         # AttributeError/TypeError: valid JSON of the wrong shape (a list, a number).
         raise ConfigError(
             f"GOOGLE_APPLICATION_CREDENTIALS: {credentials_file} is not a usable service-account "
-            f"key file ({type(exc).__name__})"
+            f"key file: {_key_problem(exc)}"
         ) from None
+    # googleapiclient logs its own warning line for every 403/429 it sees; the one line
+    # we print names the account and the fix, and cron must not mail Google's as well.
+    logging.getLogger("googleapiclient.http").setLevel(logging.ERROR)
     http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
-    return build_from_document(
+    service = build_from_document(
         _discovery_document(), http=http, client_options={"api_endpoint": endpoint}
     )
+    return service, str(credentials.service_account_email)
 
 
 def _discovery_document() -> dict[str, Any]:

@@ -22,6 +22,9 @@ RUNNING = ("queued", "in_progress")
 # that arrives late (held past the client's timeout, or a retry whose first attempt
 # did land) can never overwrite a final status or the values written with it.
 _STILL_RUNNING = "in.(" + ",".join(RUNNING) + ")"
+# `health --ack` records itself as a row of this type: failed runs started before the
+# newest one no longer count toward the failure rate (a new install's set-up failures).
+ACK_TYPE, ACK_STATUS = "ack", "acknowledged"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class RunStats:
     last_run: dict[str, Any] | None
     last_completed: dict[str, Any] | None
     last_completed_full: dict[str, Any] | None
+    acknowledged_at: datetime | None = None  # the newest `health --ack` in the window
 
 
 def duration_of(run: dict[str, Any]) -> float | None:
@@ -131,17 +135,41 @@ class SyncStateStore:
             limit=limit,
         )
 
+    def acknowledge(self) -> str:
+        """Record that an operator has seen the failures so far; return the row's id."""
+        now = iso(utcnow())
+        row = self.client.insert_returning(
+            TABLE,
+            {
+                "sync_type": ACK_TYPE,
+                "status": ACK_STATUS,
+                "started_at": now,
+                "completed_at": now,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+        return str(row["id"])
+
     def stats(self, window: timedelta = timedelta(hours=24)) -> RunStats:
-        """Summarise the runs started within ``window``."""
+        """Summarise the runs started within ``window``; failures before an ack do not count."""
         since = iso(utcnow() - window)
-        runs = self.client.select(
+        rows = self.client.select(
             TABLE,
             select="id,sync_type,status,started_at,completed_at,exit_code",
             filters=[("started_at", f"gte.{since}")],
             order="started_at.desc",
         )
+        acks = [parse_ts(r["started_at"]) for r in rows if r["sync_type"] == ACK_TYPE]
+        acked = max((a for a in acks if a is not None), default=None)
+        runs = [r for r in rows if r["sync_type"] != ACK_TYPE]
         finished = [r for r in runs if r["status"] not in RUNNING]
-        failed = sum(1 for r in finished if r["status"] in ("failed", "abandoned"))
+        failed = sum(
+            1
+            for r in finished
+            if r["status"] in ("failed", "abandoned")
+            and not (acked is not None and (parse_ts(r["started_at"]) or acked) <= acked)
+        )
         durations = [d for d in (duration_of(r) for r in finished) if d is not None]
         last_completed = self._last_finished(None)
         return RunStats(
@@ -152,6 +180,7 @@ class SyncStateStore:
             last_run=finished[0] if finished else None,
             last_completed=last_completed,
             last_completed_full=self._last_finished("full"),
+            acknowledged_at=acked,
         )
 
     def _last_finished(self, sync_type: str | None) -> dict[str, Any] | None:

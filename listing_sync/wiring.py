@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from .config import Settings
+from .config import HEALTH_TIMEOUT, Settings
 from .errors import SyncInterrupted
 from .listings import ListingsStore
 from .mapping import load_aliases
@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("listing_sync")
 DEPENDENCIES = ("sheets", "postgrest")
-# health and status answer monitoring systems, which give up after tens of seconds:
-# they get a short budget and per-request timeout instead of a sync's hour.
-PROBE_BUDGET = 20.0
-PROBE_TIMEOUT = 8.0
+# health and status answer monitoring systems (NRPE gives up after 10 s): their whole
+# run, retries and every request included, fits SYNC_HEALTH_TIMEOUT (default 5 s), so
+# the answer comes within 8 s with the interpreter's start-up on a busy host. Each
+# request is cut to the budget left (PostgrestClient cap_to_deadline), so a server that
+# accepts and never answers cannot stretch it.
+PROBE_BUDGET = PROBE_TIMEOUT = HEALTH_TIMEOUT
 
 
 def breaker_store(settings: Settings) -> FileStore:
@@ -98,7 +100,9 @@ class StopFlag:
 
 def _on_retry(dependency: str) -> Callable[..., None]:
     def report(exc: Exception, attempt: int, wait: float) -> None:
-        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", dependency, attempt, exc, wait)
+        # Debug, not warning: a retry that recovers needs no human, and cron mails stderr.
+        # A retry that does not recover ends in an error line; the count is in the metrics.
+        log.debug("%s: attempt %d failed (%s); retrying in %.1fs", dependency, attempt, exc, wait)
 
     return report
 
@@ -117,9 +121,13 @@ def guards(settings: Settings, *, stop: StopFlag | None = None, probe: bool = Fa
     raises SyncInterrupted. With ``probe`` (health, status) the breakers live in
     memory: an open breaker must not hide the facts, and a probe must not trip it.
     """
-    budget = min(settings.run_timeout, PROBE_BUDGET) if probe else settings.run_timeout
+    budget = min(settings.run_timeout, settings.health_timeout) if probe else settings.run_timeout
     deadline = time.time() + budget
-    policy = RetryPolicy(attempts=settings.retry_attempts, base=settings.retry_delay)
+    policy = RetryPolicy(
+        attempts=settings.retry_attempts,
+        base=settings.retry_delay,
+        quota_window=settings.quota_window,
+    )
     nap = stop.sleep if stop else time.sleep  # a SIGTERM also ends a wait for a token
     limiters: dict[str, TokenBucket] = {
         "sheets": sheets_bucket(sleep=nap),
@@ -160,7 +168,9 @@ def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False) -
     """Return a PostgREST client using one keep-alive HTTP connection pool."""
     import httpx
 
-    timeout = min(settings.http_timeout, PROBE_TIMEOUT) if probe else settings.http_timeout
+    timeout = (
+        min(settings.http_timeout, settings.health_timeout) if probe else settings.http_timeout
+    )
     http = httpx.Client(timeout=timeout, follow_redirects=False)
     return PostgrestClient(
         settings.postgrest_url,
@@ -168,6 +178,7 @@ def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False) -
         guard=guard,
         http=http,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        cap_to_deadline=probe,
     )
 
 

@@ -13,6 +13,7 @@ from listing_sync.errors import (
     PermanentError,
     TransientError,
     UnavailableError,
+    is_quota,
 )
 from listing_sync.resilience.backoff import (
     RetryPolicy,
@@ -346,3 +347,58 @@ def test_default_sleep_is_not_used_when_injected(monkeypatch: pytest.MonkeyPatch
     retry_with_backoff(Script(transient()), policy=RetryPolicy(), sleep=sleep, rand=lambda: 1.0)
     expected = [1.0]
     assert expected == recorded
+
+
+def quota() -> TransientError:
+    return TransientError(
+        "429 RESOURCE_EXHAUSTED Quota exceeded",
+        dependency="sheets",
+        status=429,
+        code="RESOURCE_EXHAUSTED",
+    )
+
+
+def test_quota_error_is_waited_out_for_the_quota_window_whatever_attempts_says() -> None:
+    """Google's 429 (no Retry-After): 3 attempts allowed, yet retried until 70 s have passed."""
+    t = FakeTime()
+    fn = Script(*(quota() for _ in range(8)))
+    result = retry_with_backoff(
+        fn, policy=RetryPolicy(attempts=3), sleep=t.sleep, clock=t.clock, rand=lambda: 1.0
+    )
+    # 1+2+4+8+16+16+16 = 63 s < 70 s: the eighth 429 is still inside the window.
+    expected = ("ok", 9, [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0, 16.0])
+    assert expected == (result, fn.calls, t.sleeps)
+
+
+def test_quota_error_gives_up_once_the_window_has_passed() -> None:
+    """A 429 that outlasts the window: UnavailableError after the first attempt past 70 s."""
+    t = FakeTime()
+    fn = Script(*(quota() for _ in range(50)))
+    with pytest.raises(UnavailableError):
+        retry_with_backoff(
+            fn, policy=RetryPolicy(attempts=3), sleep=t.sleep, clock=t.clock, rand=lambda: 1.0
+        )
+    assert [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0, 16.0] == t.sleeps
+    assert 79.0 == sum(t.sleeps)
+
+
+def test_quota_wait_stays_within_the_run_budget() -> None:
+    """The quota window never stretches the run past its deadline (SYNC_RUN_TIMEOUT)."""
+    t = FakeTime()
+    fn = Script(*(quota() for _ in range(50)))
+    with pytest.raises(UnavailableError) as info:
+        retry_with_backoff(
+            fn,
+            policy=RetryPolicy(attempts=3),
+            sleep=t.sleep,
+            clock=t.clock,
+            rand=lambda: 1.0,
+            deadline=NOW + 20,
+        )
+    assert [1.0, 2.0, 4.0, 8.0] == t.sleeps
+    assert "remaining budget" in info.value.message
+
+
+def test_only_googles_resource_exhausted_is_a_quota_error() -> None:
+    """is_quota: Google's RESOURCE_EXHAUSTED only, not a PostgREST 503."""
+    assert (True, False) == (is_quota(quota()), is_quota(transient()))

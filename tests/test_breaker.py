@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import stat
@@ -184,9 +185,34 @@ def test_refusal_message_says_when_to_retry(stores: Callable[[], BreakerStore]) 
     at = datetime.fromtimestamp(T0 + TIMEOUT).astimezone().isoformat(timespec="seconds")
     expected = (
         f"circuit breaker for postgrest is open after 3 consecutive failures; "
-        f"next try at {at} (in 20s)"
+        f"next try at {at} (in 20s); once postgrest is fixed: listing-sync breaker reset postgrest"
     )
     assert expected == str(info.value)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_opening_is_logged_once_as_a_warning(stores: Callable[[], BreakerStore]) -> None:
+    """The failure that opens the breaker logs one warning naming the reset command."""
+    breaker = make_breaker(stores, Clock())
+    records = _Records()
+    logger = logging.getLogger("listing_sync.resilience.breaker")
+    logger.addHandler(records)
+    try:
+        for _ in range(THRESHOLD + 2):
+            breaker.record_failure()
+    finally:
+        logger.removeHandler(records)
+    opened = [m for m in records.messages if "opened" in m]
+    assert 1 == len(opened), opened
+    assert "listing-sync breaker reset postgrest" in opened[0]
 
 
 def test_success_between_failures_resets_the_count(stores: Callable[[], BreakerStore]) -> None:

@@ -139,3 +139,43 @@ def test_state_dir_that_cannot_be_a_directory_is_a_setting_error(tmp_path: Path)
     s = load_settings(BASE | {"SYNC_STATE_DIR": str(tmp_path / "new" / "state")})
     assert tmp_path / "new" / "state" == s.ensure_state_dir()
     assert 0o700 == (tmp_path / "new" / "state").stat().st_mode & 0o777
+
+
+def test_unknown_config_file_key_is_refused_with_the_closest_name(tmp_path: Path) -> None:
+    """SYNC_BATCH_SIZ = 500 in the TOML file: refused (78), naming it and SYNC_BATCH_SIZE."""
+    cfg = tmp_path / "listing-sync.toml"
+    cfg.write_text("SYNC_BATCH_SIZ = 500\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(dict(BASE), config_file=cfg)
+    expected = (
+        f"LISTING_SYNC_CONFIG: {cfg}: unknown setting SYNC_BATCH_SIZ (did you mean "
+        "SYNC_BATCH_SIZE?); the names are those of the environment variables (README)"
+    )
+    assert (expected, 78) == (str(info.value), info.value.exit_code)
+
+
+def test_every_missing_setting_is_named_in_one_message() -> None:
+    """No URL, no key, no Google settings for a sync: all four in one error."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"HOME": "/home/ops"}, need_sheets=True)
+    message = str(info.value)
+    assert message.startswith("4 settings are missing: POSTGREST_URL is not set"), message
+    for name in (
+        "SUPABASE_SERVICE_ROLE_KEY is not set",
+        "GOOGLE_APPLICATION_CREDENTIALS is not set",
+        "SYNC_SPREADSHEET_ID is not set",
+    ):
+        assert name in message, message
+
+
+def test_one_missing_setting_keeps_its_own_message() -> None:
+    """Only the key missing: the one-setting message, unchanged."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"POSTGREST_URL": "http://127.0.0.1:3000"})
+    assert str(info.value).startswith("SUPABASE_SERVICE_ROLE_KEY is not set (nor "), info.value
+
+
+def test_local_only_commands_need_only_the_state_directory(tmp_path: Path) -> None:
+    """breaker/breaker reset: SYNC_STATE_DIR alone loads; no PostgREST or Google settings."""
+    s = load_settings({"SYNC_STATE_DIR": str(tmp_path)}, local_only=True)
+    assert (tmp_path, "") == (s.state_dir, s.service_role_key.get_secret_value())

@@ -34,17 +34,9 @@ from listing_sync.schema import LISTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 TAB = "Sheet1"
-# Every column has a header (a missing one warns even on a clean run); rows fill the first four.
-HEADER = [
-    "property_number",
-    "property_type",
-    "price",
-    "layout",
-    *(
-        c
-        for c in LISTINGS.columns
-        if c not in ("property_number", "property_type", "price", "layout")
-    ),
+# Every sheet column has a header (the last ones empty): a clean run has nothing to say.
+HEADER = ["property_number", "property_type", "price", "layout"] + [
+    c for c in LISTINGS.columns if c not in ("property_number", "property_type", "price", "layout")
 ]
 FAST = {"SYNC_RETRY_DELAY": "1", "SYNC_CIRCUIT_BREAKER_TIMEOUT": "50", "SYNC_RATE_LIMIT": "1000"}
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -104,6 +96,16 @@ def test_success_under_cron_prints_nothing(ops: LocalStack, run_cli: RunCli) -> 
     assert [("3",)] == ops.sql("select count(*) from property_listings")
 
 
+def test_summary_flag_prints_the_table_when_piped(ops: LocalStack, run_cli: RunCli) -> None:
+    """--summary (as `make demo` runs it): the summary table on stdout although piped."""
+    r = run_cli("sync", "all", "--summary", env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    text = ANSI.sub("", r.stdout)
+    assert "completed" in text, text
+    assert "written" in text, text
+    assert "" == r.stderr
+
+
 def test_problem_run_prints_a_few_lines_on_stderr_only(ops: LocalStack, run_cli: RunCli) -> None:
     """A partial run: nothing on stdout, a summary line and one line per bad row on stderr."""
     ops.sheets.set_sheet(ops.spreadsheet_id, TAB, listings(bad_price_at=2))
@@ -118,6 +120,37 @@ def test_problem_run_prints_a_few_lines_on_stderr_only(ops: LocalStack, run_cli:
         == err[0]
     )
     assert err[1].startswith("row 3 (L-002) column price: "), err[1]
+
+
+def test_missing_header_reaches_stderr_under_cron(ops: LocalStack, run_cli: RunCli) -> None:
+    """A clean run on a sheet lacking some headers exits 0 but says which (cron mails it)."""
+    ops.sheets.set_sheet(ops.spreadsheet_id, TAB, [row[:4] for row in listings()])
+    r = run_cli("sync", "all", env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "" == r.stdout
+    err = lines(r.stderr)
+    assert 1 == len(err), r.stderr
+    assert err[0].startswith("warning: No header in tab 'Sheet1' maps to 'status'"), err[0]
+    quiet = run_cli("sync", "all", "--quiet", env=FAST)
+    assert ("", "") == (quiet.stdout, quiet.stderr)
+
+
+def test_recovered_retry_is_quiet_but_counted(
+    ops: LocalStack, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A Sheets 503 that one retry got through: exit 0, silent stderr, counted in metrics."""
+    path = tmp_path / "listing_sync.prom"
+    ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
+    r = run_cli("sync", "all", "--metrics-file", path, env=FAST)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ("", "") == (r.stdout, r.stderr)
+    m = parse(path.read_text())
+    assert 1 == m.value("listing_sync_last_run_retries", dependency="sheets")
+    assert 0 == m.value("listing_sync_last_run_retries", dependency="postgrest")
+    ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
+    verbose = run_cli("sync", "all", "--verbose", env=FAST)
+    assert 0 == verbose.returncode, verbose.stdout + verbose.stderr
+    assert "debug: sheets: attempt 1 failed" in verbose.stderr
 
 
 def test_quiet_problem_run_prints_nothing_but_keeps_the_exit_code(
@@ -229,7 +262,8 @@ def test_json_error_object_on_every_command(ops: LocalStack, run_cli: RunCli) ->
         "POSTGREST_URL is not set (nor SUPABASE_URL): give the Supabase project URL "
         "or a PostgREST base URL"
     )
-    for command in COMMANDS:
+    # breaker reads only local files: it needs no PostgREST URL (see ONLY_STATE_DIR below).
+    for command in [c for c in COMMANDS if c != ("breaker",)]:
         r = run_cli(*command, "--json", env={"POSTGREST_URL": None})
         assert 78 == r.returncode, (command, r.stdout + r.stderr)
         assert {"status": "error", "error": message, "exit_code": 78} == json.loads(r.stdout)
@@ -254,7 +288,7 @@ def test_verbose_adds_debug_lines_on_every_command(ops: LocalStack, run_cli: Run
 
 
 def test_log_format_json_writes_only_json_lines(ops: LocalStack, run_cli: RunCli) -> None:
-    """--log-format json: the retry warning and the problem lines are JSON records on stderr."""
+    """--log-format json: the problem lines are JSON records on stderr; a recovered retry is not."""
     ops.sheets.set_sheet(ops.spreadsheet_id, TAB, listings(bad_price_at=3))
     ops.sheets.fail_next(1, status=503, google_status="UNAVAILABLE")
     r = run_cli("sync", "all", "--log-format", "json", env=FAST)
@@ -262,11 +296,10 @@ def test_log_format_json_writes_only_json_lines(ops: LocalStack, run_cli: RunCli
     assert "" == r.stdout
     records = [json.loads(line) for line in lines(r.stderr)]
     assert {"ts", "level", "logger", "message"} <= set(records[0])
-    assert ["warning", "warning", "warning"] == [rec["level"] for rec in records]
-    assert re.match(r"sheets: attempt 1 failed \(.*503.*\); retrying in ", records[0]["message"])
+    assert ["warning", "warning"] == [rec["level"] for rec in records]
     [sync_id] = sync_ids(ops)
-    assert records[1]["message"].startswith(f"sync {sync_id} partial: 2 written, 1 failed")
-    assert records[2]["message"].startswith("row 4 (L-003) column price: ")
+    assert records[0]["message"].startswith(f"sync {sync_id} partial: 2 written, 1 failed")
+    assert records[1]["message"].startswith("row 4 (L-003) column price: ")
 
 
 def test_log_format_json_error_and_debug_lines(ops: LocalStack, run_cli: RunCli) -> None:
@@ -325,6 +358,36 @@ def test_health_error_rate_alert(
     r = health(run_cli, "--json")
     assert code == r.returncode, r.stdout + r.stderr
     assert ([("error_rate", level)] if level else []) == alert_names(r)
+
+
+def test_health_ack_forgives_earlier_failures_only(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """Set-up failures, then `health --ack`: healthy again; a failure after the ack counts."""
+    seed_run(clean_stack, status="failed", started_ago=7200, count=10)
+    seed_run(clean_stack, started_ago=3600, count=34)
+    r = health(run_cli, "--format", "nagios")
+    assert 2 == r.returncode, r.stdout + r.stderr
+    assert r.stdout.startswith(
+        "LISTING-SYNC CRITICAL - unhealthy: 10 of 44 runs failed in the last 24 h "
+        "(22.7% > 10%); once fixed, acknowledge them: listing-sync health --ack | "
+    ), r.stdout
+
+    a = run_cli("health", "--ack", env=FAST)
+    assert 0 == a.returncode, a.stdout + a.stderr
+    assert a.stdout.startswith("acknowledged ("), a.stdout
+    assert [("ack", "acknowledged")] == clean_stack.sql(
+        "select sync_type, status from sync_state where sync_type = 'ack'"
+    )
+    r = health(run_cli, "--json")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert (44, 0) == (report["runs_24h"], report["failed_runs_24h"])
+    assert report["acknowledged_at"] is not None
+
+    seed_run(clean_stack, status="failed", started_ago=-1, duration=0)
+    r = health(run_cli, "--json")
+    assert (45, 1) == (json.loads(r.stdout)["runs_24h"], json.loads(r.stdout)["failed_runs_24h"])
 
 
 def test_health_last_run_longer_than_ten_minutes(clean_stack: LocalStack, run_cli: RunCli) -> None:
@@ -417,6 +480,64 @@ def test_health_unknown_when_sync_state_cannot_be_read(
     ), line
 
 
+def test_health_nagios_line_when_the_key_is_refused(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """A key signed with another secret (rotated JWT secret): one UNKNOWN line, exit 3."""
+    wrong = mint_jwt("a-rotated-jwt-secret-" * 3, "service_role")
+    r = health(run_cli, "--format", "nagios", SUPABASE_SERVICE_ROLE_KEY=wrong)
+    assert 3 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stdout)
+    assert line.startswith("LISTING-SYNC UNKNOWN - unknown: PostgREST GET /sync_state"), line
+    assert "the key was refused" in line, line
+    assert wrong not in r.stdout + r.stderr
+
+
+def test_health_nagios_line_when_sync_state_is_missing(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """sync_state missing at read time: one UNKNOWN line naming the missing table, exit 3."""
+    clean_stack.psql(
+        "alter table public.sync_state rename to sync_state_away; notify pgrst, 'reload schema';"
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            r = health(run_cli, "--format", "nagios")
+            if "table is missing" in r.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # PostgREST reloads its schema cache asynchronously
+    finally:
+        clean_stack.psql(
+            "alter table public.sync_state_away rename to sync_state; "
+            "notify pgrst, 'reload schema';"
+        )
+    assert 3 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stdout)
+    assert line.startswith("LISTING-SYNC UNKNOWN - unknown: PostgREST GET /sync_state"), line
+    assert "the table is missing" in line, line
+
+
+def test_health_and_status_answer_a_hanging_postgrest_within_8_seconds(
+    clean_stack: LocalStack, run_cli: RunCli
+) -> None:
+    """PostgREST accepts connections and never answers: health (nagios) and status end < 8 s."""
+    with hanging_server() as url:
+        hanging = {"POSTGREST_URL": url.rsplit("/ping", 1)[0], "SYNC_RETRY_ATTEMPTS": "3"}
+        began = time.monotonic()
+        r = health(run_cli, "--format", "nagios", **hanging)
+        took = time.monotonic() - began
+        assert 3 == r.returncode, r.stdout + r.stderr
+        [line] = lines(r.stdout)
+        assert line.startswith("LISTING-SYNC UNKNOWN - unknown: cannot read sync_state: "), line
+        assert took < 8.0, took
+        began = time.monotonic()
+        s = run_cli("status", env={**FAST, **hanging})
+        took = time.monotonic() - began
+        assert 69 == s.returncode, s.stdout + s.stderr
+        assert took < 8.0, took
+
+
 def test_health_nagios_unknown_on_configuration_error(
     clean_stack: LocalStack, run_cli: RunCli
 ) -> None:
@@ -438,8 +559,9 @@ def test_health_nagios_line_with_perfdata(clean_stack: LocalStack, run_cli: RunC
     [line] = lines(r.stdout)
     text, perf = line.split(" | ")
     assert (
-        "LISTING-SYNC WARNING - degraded: 1 of 19 runs failed in the last 24 h (5.3% > 5%)" == text
-    )
+        "LISTING-SYNC WARNING - degraded: 1 of 19 runs failed in the last 24 h (5.3% > 5%); "
+        "once fixed, acknowledge them: listing-sync health --ack"
+    ) == text
     items = perf.split(" ")
     assert "error_rate=0.0526;0.05;0.1;0;1" == items[0]
     assert ["runs_24h=19", "failed_runs_24h=1", "pending_failures=0;1000"] == items[1:4]
@@ -698,7 +820,7 @@ def test_google_key_file_of_the_wrong_shape_is_a_configuration_error(
     assert 78 == r.returncode, r.stdout + r.stderr
     assert [
         f"listing-sync: error: GOOGLE_APPLICATION_CREDENTIALS: {google} is not a usable "
-        "service-account key file (AttributeError)"
+        "service-account key file: it is JSON, but not an object with a service account's fields"
     ] == lines(r.stderr)
 
 
@@ -925,3 +1047,75 @@ def test_insecure_http_flag_is_accepted_by_every_command(
     for command in (("status",), ("health",), ("breaker",)):
         r = run_cli(*command, "--allow-insecure-http", "--quiet", env=FAST)
         assert 0 == r.returncode, (command, r.stdout + r.stderr)
+
+
+# --- settings and messages (issue 11) -------------------------------------------------
+
+ONLY_STATE_DIR = {
+    "POSTGREST_URL": None,
+    "SUPABASE_SERVICE_ROLE_KEY": None,
+    "GOOGLE_APPLICATION_CREDENTIALS": None,
+    "SYNC_SPREADSHEET_ID": None,
+    "SYNC_SHEETS_API_ENDPOINT": None,
+}
+
+
+def test_unknown_config_file_key_is_refused(ops: LocalStack, run_cli: RunCli, tmp_path) -> None:
+    """--config with SYNC_BATCH_SIZ = 500: exit 78 naming it and SYNC_BATCH_SIZE."""
+    cfg = tmp_path / "listing-sync.toml"
+    cfg.write_text("SYNC_BATCH_SIZ = 500\n")
+    r = run_cli("sync", "all", "--config", cfg, env=FAST)
+    assert 78 == r.returncode, r.stdout + r.stderr
+    assert [
+        f"listing-sync: error: LISTING_SYNC_CONFIG: {cfg}: unknown setting SYNC_BATCH_SIZ "
+        "(did you mean SYNC_BATCH_SIZE?); the names are those of the environment variables "
+        "(README)"
+    ] == lines(r.stderr)
+    assert [] == ops.sql("select id from sync_state")
+
+
+def test_all_missing_settings_in_one_message(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """A bare environment: one line naming all four missing settings of a sync, exit 78."""
+    r = run_cli("sync", "all", env=ONLY_STATE_DIR)
+    assert 78 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert line.startswith("listing-sync: error: 4 settings are missing: POSTGREST_URL"), line
+    for name in (
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SYNC_SPREADSHEET_ID",
+    ):
+        assert f"{name} is not set" in line, line
+
+
+def test_breaker_needs_only_the_state_directory(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """breaker and breaker reset with SYNC_STATE_DIR alone: exit 0, the local files read."""
+    r = run_cli("breaker", "--json", env=ONLY_STATE_DIR)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["postgrest", "sheets"] == sorted(b["name"] for b in json.loads(r.stdout)["breakers"])
+    r = run_cli("breaker", "reset", "postgrest", env=ONLY_STATE_DIR)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "closed: postgrest" == r.stdout.strip()
+
+
+def test_connection_refused_names_the_address(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """Nothing listens at POSTGREST_URL: the error names host:port, never the key."""
+    url = closed_port_url().rsplit("/ping", 1)[0]
+    port = url.rsplit(":", 1)[1]
+    r = run_cli("status", env={**FAST, "POSTGREST_URL": url, "SYNC_RETRY_ATTEMPTS": "1"})
+    assert 69 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert f"PostgREST at 127.0.0.1:{port} GET /sync_state: ConnectError" in line, line
+    assert clean_stack.service_role_key not in r.stderr
+
+
+def test_expired_key_says_when_it_expired(clean_stack: LocalStack, run_cli: RunCli) -> None:
+    """A key past its exp: exit 78, 'the key expired at', not the rotated-secret hint."""
+    expired = clean_stack.mint_key("service_role", expires_in=-60)
+    r = run_cli("status", env={**FAST, "SUPABASE_SERVICE_ROLE_KEY": expired})
+    assert 78 == r.returncode, r.stdout + r.stderr
+    [line] = lines(r.stderr)
+    assert "401 PGRST301" in line, line
+    assert "the key expired at " in line, line
+    assert "rotated" not in line, line
+    assert expired not in r.stderr

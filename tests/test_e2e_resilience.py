@@ -193,7 +193,7 @@ def test_503_with_retry_after_waits_that_long_then_completes(
     proxy.fail(1, status=503, retry_after="1", method="POST", path=LISTINGS)
 
     began = time.monotonic()
-    r = sync("sync", "all", env={"SYNC_BATCH_SIZE": "10"})
+    r = sync("sync", "all", "--verbose", env={"SYNC_BATCH_SIZE": "10"})
     elapsed = time.monotonic() - began
 
     assert 0 == r.returncode, out(r)
@@ -233,7 +233,9 @@ def test_transient_failure_of_one_upsert_is_retried_once(
     assert 4 == len(outcomes)  # 3 batches + 1 retry of batch 2
     assert ["forwarded", "forwarded", "forwarded"] == [outcomes[0], *outcomes[2:]]
     assert "forwarded" != outcomes[1]
-    assert 1 == r.stderr.count("attempt 1 failed"), out(r)
+    # The retry recovered: nothing about it for cron to mail.
+    assert "attempt 1 failed" not in r.stderr, out(r)
+    assert "retrying" not in r.stderr, out(r)
     assert as_table(rows) == table(clean_stack)
     assert [("completed", "0", None, "25", "finished")] == runs(clean_stack)
 
@@ -246,12 +248,12 @@ def test_response_slower_than_the_timeout_is_retried_and_stays_idempotent(
     put_sheet(clean_stack, rows)
     proxy.slow(1, seconds=1.2, method="POST", path=LISTINGS)
 
-    r = sync("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_HTTP_TIMEOUT": "0.5"})
+    r = sync("sync", "all", "--verbose", env={"SYNC_BATCH_SIZE": "10", "SYNC_HTTP_TIMEOUT": "0.5"})
     assert proxy.wait_idle(), "the slow request never finished"
 
     assert 0 == r.returncode, out(r)
     assert 4 == proxy.count("POST", LISTINGS)
-    assert "ReadTimeout" in r.stderr
+    assert "ReadTimeout" in r.stderr  # the retry's debug line
     assert as_table(rows) == table(clean_stack)
     assert 25 == table_count(clean_stack)
     assert [("completed", "0", None, "25", "finished")] == runs(clean_stack)
@@ -311,11 +313,11 @@ def test_sheets_error_is_retried_then_the_run_completes(
     put_sheet(clean_stack, rows)
     clean_stack.sheets.fail_next(1, status=status)
 
-    r = sync("sync", "all")
+    r = sync("sync", "all", "--verbose")
 
     assert 0 == r.returncode, out(r)
     assert 3 == clean_stack.sheets.count("/values")  # header (failed), header, rows
-    assert f"{status} {google_status}" in r.stderr
+    assert f"{status} {google_status}" in r.stderr  # the debug line of the retry
     assert as_table(rows) == table(clean_stack)
     assert [("completed", "0", None, "5", "finished")] == runs(clean_stack)
 
@@ -330,7 +332,8 @@ def test_429_in_the_middle_of_a_chunked_read_writes_nothing(
     put_sheet(clean_stack, [*first, *[[]] * (step - 5), *second])
     clean_stack.sheets.fail_after(3, status=429)  # header, chunk 1, then chunk 2 fails
 
-    r = sync("sync", "all")
+    # No quota window: the 429 gets SYNC_RETRY_ATTEMPTS like any transient error.
+    r = sync("sync", "all", env={"SYNC_SHEETS_QUOTA_WINDOW": "0"})
 
     assert 69 == r.returncode, out(r)
     assert 5 == clean_stack.sheets.count("/values")  # header, chunk 1, chunk 2 x 3 attempts
@@ -340,6 +343,89 @@ def test_429_in_the_middle_of_a_chunked_read_writes_nothing(
     [(status, code, message, success, finished)] = runs(clean_stack)
     assert ("failed", "69", "0", "finished") == (status, code, success, finished)
     assert message is not None and "429 RESOURCE_EXHAUSTED" in message
+
+
+def test_google_quota_is_waited_out_whatever_retry_attempts_says(
+    clean_stack: LocalStack, sync: Sync
+) -> None:
+    """Six 429 RESOURCE_EXHAUSTED (no Retry-After) with 3 attempts: retried, the run completes."""
+    rows = listings(5)
+    put_sheet(clean_stack, rows)
+    clean_stack.sheets.fail_next(6, status=429)
+
+    r = sync("sync", "all", env={"SYNC_RETRY_ATTEMPTS": "3", "SYNC_CIRCUIT_BREAKER_THRESHOLD": "2"})
+
+    assert 0 == r.returncode, out(r)
+    assert 8 == clean_stack.sheets.count("/values")  # header x 7 (6 refused), rows
+    assert "429" not in r.stderr, out(r)
+    assert as_table(rows) == table(clean_stack)
+    assert [("completed", "0", None, "5", "finished")] == runs(clean_stack)
+
+
+def test_google_quota_that_outlasts_the_window_fails_the_run(
+    clean_stack: LocalStack, sync: Sync
+) -> None:
+    """A 429 lasting past the quota window (shortened to 0.3 s): exit 69, nothing written."""
+    put_sheet(clean_stack, listings(5))
+    clean_stack.sheets.fail_after(1, status=429)
+
+    began = time.monotonic()
+    r = sync("sync", "all", env={"SYNC_SHEETS_QUOTA_WINDOW": "0.3"})
+
+    assert 69 == r.returncode, out(r)
+    assert time.monotonic() - began < 20, out(r)
+    assert clean_stack.sheets.count("/values") > 3, out(r)  # more than SYNC_RETRY_ATTEMPTS
+    assert "429 RESOURCE_EXHAUSTED" in r.stderr, out(r)
+    assert 0 == table_count(clean_stack)
+
+
+def test_sheet_not_shared_is_one_line_naming_the_account(
+    clean_stack: LocalStack, sync: Sync
+) -> None:
+    """Google's 403 PERMISSION_DENIED: exit 78, one line naming client_email, no Google warning."""
+    put_sheet(clean_stack, listings(2))
+    account = json.loads(clean_stack.key_path.read_text())["client_email"]
+    clean_stack.sheets.fail_next(1, status=403, path_contains="/v4/spreadsheets")
+
+    r = sync("sync", "all")
+
+    assert 78 == r.returncode, out(r)
+    [line] = r.stderr.splitlines()
+    assert line.startswith(
+        f"listing-sync: error: SYNC_SPREADSHEET_ID: spreadsheet '{clean_stack.spreadsheet_id}' "
+        f"is not shared with the service account {account} "
+    ), line
+
+
+def test_sheets_api_not_enabled_names_the_project(clean_stack: LocalStack, sync: Sync) -> None:
+    """Google's 403 SERVICE_DISABLED: exit 78, one line saying to enable the API in the project."""
+    put_sheet(clean_stack, listings(2))
+    clean_stack.sheets.fail_next(
+        1, status=403, google_status="SERVICE_DISABLED", path_contains="/v4/spreadsheets"
+    )
+
+    r = sync("sync", "all")
+
+    assert 78 == r.returncode, out(r)
+    [line] = r.stderr.splitlines()
+    assert "the Google Sheets API is not enabled in Cloud project 000000000000" in line, line
+    assert "overview?project=000000000000" in line, line
+
+
+def test_unparsable_range_is_a_configuration_error(clean_stack: LocalStack, sync: Sync) -> None:
+    """Google's 400 "Unable to parse range": exit 78 naming SYNC_SHEET_NAME, not 69."""
+    put_sheet(clean_stack, listings(2))
+    clean_stack.sheets.fail_next(
+        1, status=400, message=f"Unable to parse range: '{TAB}'!1:1", path_contains="/values"
+    )
+
+    r = sync("sync", "all")
+
+    assert 78 == r.returncode, out(r)
+    [line] = r.stderr.splitlines()
+    assert line.startswith("listing-sync: error: SYNC_SHEET_NAME: Google Sheets reading the "), line
+    assert "Unable to parse range" in line, line
+    assert [] == runs(clean_stack)
 
 
 # --- circuit breakers across runs ---------------------------------------------------
@@ -591,7 +677,7 @@ def test_signal_cuts_a_backoff_wait_short_and_records_interrupted(
     """A signal during a 30 s Retry-After wait ends the run at once: failed, interrupted, 75."""
     put_sheet(clean_stack, listings(5))
     proxy.fail(None, status=503, retry_after="30", method="POST", path=LISTINGS)
-    proc = spawn("sync", "all")
+    proc = spawn("sync", "all", "--verbose")
     wait_until(lambda: proxy.count("POST", LISTINGS) == 1)
     time.sleep(0.3)  # now in the 30 s wait
 

@@ -292,3 +292,17 @@ def test_permanent_error_during_half_open_trial_closes_the_breaker() -> None:
     expected = BreakerState()
     assert expected == guard.breaker.state()
     assert "ok" == guard.call(Script())
+
+
+def test_quota_errors_are_waited_out_without_opening_the_breaker() -> None:
+    """Six Google 429s with threshold 2 and 3 attempts: retried, breaker closed, retries 6."""
+    t = FakeTime()
+    quota = [
+        TransientError("429", dependency="sheets", status=429, code="RESOURCE_EXHAUSTED")
+        for _ in range(6)
+    ]
+    fn = Script(*quota)
+    guard = make_guard(t, threshold=2)
+    result = guard.call(fn)
+    expected = ("ok", 7, 6, BreakerState())
+    assert expected == (result, fn.calls, guard.retries, guard.breaker.state())

@@ -121,7 +121,10 @@ def test_alert_carries_value_and_threshold() -> None:
     report = evaluate(replace(HEALTHY, runs_24h=19, failed_24h=1), now=NOW, max_age=MAX_AGE)
     alert = report.alerts[0]
     assert (0.0526, 0.05) == (alert.value, alert.threshold)
-    assert "1 of 19 runs failed in the last 24 h (5.3% > 5%)" == alert.message
+    assert (
+        "1 of 19 runs failed in the last 24 h (5.3% > 5%); once fixed, acknowledge them: "
+        "listing-sync health --ack"
+    ) == alert.message
 
 
 def test_nagios_line_ok_with_perfdata() -> None:
@@ -141,6 +144,7 @@ def test_nagios_line_critical_lists_every_alert() -> None:
     text, perf = line.split(" | ")
     assert (
         "LISTING-SYNC CRITICAL - unhealthy: 1 of 9 runs failed in the last 24 h (11.1% > 10%); "
+        "once fixed, acknowledge them: listing-sync health --ack; "
         "the sheets circuit breaker is open"
     ) == text
     assert [] == [item for item in perf.split(" ") if not PERFDATA.match(item)]

@@ -136,7 +136,12 @@ def test_wait_gives_up_at_the_deadline(lock_path: Path, holder: Holder) -> None:
     t = FakeTime()
     with pytest.raises(SyncLockedError) as info:
         RunLock(lock_path).acquire(wait=1.0, clock=t.clock, sleep=t.sleep, poll=0.3)
-    expected = ([0.3, 0.3, 0.3, 0.1], locked_message(lock_path, holder.pid))
+    # They passed --wait already: the message must not tell them to pass it.
+    message = (
+        f"another listing-sync run still holds the lock {lock_path} (pid {holder.pid}) "
+        "after waiting 1s; try again later or wait longer"
+    )
+    expected = ([0.3, 0.3, 0.3, 0.1], message)
     assert expected == (pytest.approx(t.sleeps), str(info.value))
 
 

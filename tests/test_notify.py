@@ -48,6 +48,20 @@ def test_rendered_metrics_parse_strictly_with_every_value() -> None:
     assert {name: "gauge" for name in m.types} == m.types
 
 
+def test_every_series_carries_the_instance_label_when_set(tmp_path: Path) -> None:
+    """SYNC_INSTANCE=osaka: every sample has sync_instance="osaka"; last success is re-read."""
+    run = run_metrics(instance="osaka", retries=(("sheets", 2),))
+    m = parse(notify.render_metrics(run, BREAKERS, last_success=1_749_000_000.0))
+    assert all(("sync_instance", "osaka") in labels for (_, labels) in m.samples), m.samples
+    assert 1_750_000_000.25 == m.value(
+        "listing_sync_last_run_timestamp_seconds", sync_instance="osaka", sync_type="full"
+    )
+    assert 2 == m.value("listing_sync_last_run_retries", sync_instance="osaka", dependency="sheets")
+    path = tmp_path / "listing_sync_osaka.prom"
+    notify.write_metrics(path, run, BREAKERS)
+    assert 1_750_000_000.25 == notify.previous_last_success(path)
+
+
 def test_breaker_state_is_one_series_per_state() -> None:
     """Each dependency has a 0/1 series for closed, open and half_open (no flapping labels)."""
     m = parse(notify.render_metrics(run_metrics(), BREAKERS, last_success=None))

@@ -161,3 +161,43 @@ def test_in_filters_chunk_long_lists_under_the_url_budget() -> None:
     assert all(len(httpx.URL("http://h/t", params={"k": f}).query) <= 6000 for f in filters)
     found = [v for f in filters for v in json.loads("[" + unquote(f)[4:-1] + "]")]
     assert values == found
+
+
+def test_connection_refused_names_host_and_port() -> None:
+    """A refused connection names the address it tried (never the key)."""
+    import httpx as _httpx
+
+    from listing_sync.postgrest import translate_httpx_error
+
+    request = _httpx.Request("GET", "http://db.example.internal:3001/sync_state")
+    exc = _httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    error = translate_httpx_error(exc, "GET /sync_state")
+    assert (
+        "PostgREST at db.example.internal:3001 GET /sync_state: ConnectError: "
+        "[Errno 111] Connection refused"
+    ) == str(error)
+
+
+def test_expired_key_says_it_expired_and_when() -> None:
+    """401 for a key whose exp has passed: the hint says expired at <time>, not 'rotated'."""
+    import base64 as _b64
+    import json as _json
+
+    import httpx as _httpx
+
+    from listing_sync.postgrest import error_from_response
+
+    claims = _b64.urlsafe_b64encode(_json.dumps({"role": "x", "exp": 1_700_000_000}).encode())
+    key = "eyJhbGciOiJIUzI1NiJ9." + claims.decode().rstrip("=") + ".sig"
+    request = _httpx.Request(
+        "GET", "http://127.0.0.1:1/sync_state", headers={"Authorization": f"Bearer {key}"}
+    )
+    response = _httpx.Response(
+        401, json={"code": "PGRST301", "message": "JWT expired"}, request=request
+    )
+    error = error_from_response(response, "GET /sync_state")
+    assert (
+        "PostgREST GET /sync_state: 401 PGRST301 JWT expired; the key expired at "
+        "2023-11-14T22:13:20+00:00: mint a new one (listing-sync mint-key) and set "
+        "SUPABASE_SERVICE_ROLE_KEY"
+    ) == str(error)

@@ -21,7 +21,7 @@ def settings(tmp_path: Path):
 
 
 def test_probe_guards_have_a_short_budget_and_timeout(tmp_path: Path) -> None:
-    """health/status give up within about 20 s; a sync keeps its hour."""
+    """health/status give up within SYNC_HEALTH_TIMEOUT (5 s); a sync keeps its hour."""
     s = settings(tmp_path)
     now = time.time()
     probe = wiring.guards(s, probe=True).postgrest
@@ -32,3 +32,20 @@ def test_probe_guards_have_a_short_budget_and_timeout(tmp_path: Path) -> None:
     client = wiring.postgrest_client(s, probe, probe=True)
     assert wiring.PROBE_TIMEOUT == client.http.timeout.read
     assert 30.0 == wiring.postgrest_client(s, sync).http.timeout.read
+
+
+def test_health_timeout_setting_raises_the_probe_budget(tmp_path: Path) -> None:
+    """SYNC_HEALTH_TIMEOUT=20s: the probe's budget and request timeout become 20 s."""
+    s = load_settings(
+        {
+            "POSTGREST_URL": "http://127.0.0.1:9",
+            "SUPABASE_SERVICE_ROLE_KEY": "k" * 20,
+            "SYNC_STATE_DIR": str(tmp_path),
+            "SYNC_HEALTH_TIMEOUT": "20s",
+        }
+    )
+    now = time.time()
+    probe = wiring.guards(s, probe=True).postgrest
+    assert probe.deadline is not None
+    assert now + 20 - 1 <= probe.deadline <= time.time() + 20
+    assert 20.0 == wiring.postgrest_client(s, probe, probe=True).http.timeout.read

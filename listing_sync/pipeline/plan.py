@@ -59,7 +59,9 @@ class Plan:
     changed_fields: dict[str, list[str]] = field(default_factory=dict)
     # Sheet-fed columns this run does not write (header missing, values kept as stored).
     omitted: tuple[str, ...] = ()
-    # Warnings (also in ``warnings``) that cron must see even when the run is clean.
+    # The header's warnings (a mapped column with no header, duplicate headers...), also
+    # in ``warnings``: a human must act, so they reach stderr even when the run is clean;
+    # cell warnings need --verbose.
     notices: list[str] = field(default_factory=list)
     # The upsert's columns; None: every column the table declares.
     write_columns: tuple[str, ...] | None = None
@@ -156,7 +158,10 @@ def make_plan(
             valid[read.number] = read.valid
 
     plan = Plan(
-        tab=reading.tab, sheet_rows=reading.rows_seen, warnings=reading.warnings, notices=notices
+        tab=reading.tab,
+        sheet_rows=reading.rows_seen,
+        warnings=reading.warnings,
+        notices=list(dict.fromkeys([*reading.header_map.warnings, *notices])),
     )
     if omitted:
         plan.omitted = omitted

@@ -53,8 +53,7 @@ class SyncReport:
     not_found: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    # Warnings cron must see even when the run is clean (also in ``warnings``).
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # see Plan.notices
     error: str | None = None
     exit_code: int = EXIT_OK
     state_recorded: bool = True

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TypeVar
 
-from listing_sync.errors import CircuitOpenError, RemoteError, TransientError, UnavailableError
+from listing_sync.errors import (
+    CircuitOpenError,
+    RemoteError,
+    TransientError,
+    UnavailableError,
+    is_quota,
+)
 
 T = TypeVar("T")
 
@@ -70,18 +76,21 @@ class RetryPolicy:
     """How often and how patiently to retry one remote call.
 
     ``attempts`` counts every call including the first; ``base``, ``cap`` and
-    ``retry_after_cap`` are seconds.
+    ``retry_after_cap`` are seconds. A quota error (Google's 429, which carries no
+    Retry-After and clears when the per-minute window resets) is retried until
+    ``quota_window`` seconds after the first one, whatever ``attempts`` says.
     """
 
     attempts: int = 3
     base: float = 1.0
     cap: float = 16.0
     retry_after_cap: float = 60.0
+    quota_window: float = 70.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {self.attempts}")
-        if self.base < 0 or self.cap < 0 or self.retry_after_cap < 0:
+        if self.base < 0 or self.cap < 0 or self.retry_after_cap < 0 or self.quota_window < 0:
             raise ValueError("base, cap and retry_after_cap must be >= 0")
 
 
@@ -112,13 +121,19 @@ def retry_with_backoff(
     anything that is not a RemoteError propagate at once.
     """
     attempt = 1
+    first_quota: float | None = None  # when the first quota error of this call came
     while True:
         try:
             return fn()
         except RemoteError as exc:
             if not isinstance(exc, TransientError) or isinstance(exc, CircuitOpenError):
                 raise
-            if attempt >= policy.attempts:
+            waiting_out_quota = False
+            if is_quota(exc):
+                now = clock()
+                first_quota = now if first_quota is None else first_quota
+                waiting_out_quota = now - first_quota < policy.quota_window
+            if attempt >= policy.attempts and not waiting_out_quota:
                 raise UnavailableError(
                     f"{exc.dependency} unavailable after {attempt} attempts: {exc.message}",
                     dependency=exc.dependency,

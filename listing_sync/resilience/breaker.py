@@ -340,7 +340,8 @@ class CircuitBreaker:
         what = "is open" if s.state == "open" else "is half-open (a trial call is in progress)"
         raise CircuitOpenError(
             f"circuit breaker for {self.name} {what} after {s.failures} consecutive failures; "
-            f"next try at {_local_iso(retry_at)} (in {math.ceil(max(0.0, retry_at - now))}s)",
+            f"next try at {_local_iso(retry_at)} (in {math.ceil(max(0.0, retry_at - now))}s); "
+            f"once {self.name} is fixed: listing-sync breaker reset {self.name}",
             dependency=self.name,
             retry_at=retry_at,
         )
@@ -356,9 +357,22 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         """Count one transient failure (never a permanent one)."""
         now = self._clock()
-        self.store.update(
-            self.name, lambda s: (on_failure(clamp(s, now), now, self.threshold), None)
-        )
+
+        def fail(s: BreakerState) -> tuple[BreakerState, bool]:
+            before = clamp(s, now)
+            after = on_failure(before, now, self.threshold)
+            return after, before.state != "open" and after.state == "open"
+
+        if self.store.update(self.name, fail):
+            # A human should know: later runs fail fast until it closes or is reset.
+            _log.warning(
+                "the %s circuit breaker opened after %d failures in a row; calls are refused "
+                "for %gs (or: listing-sync breaker reset %s)",
+                self.name,
+                self.store.load(self.name).failures,
+                self.timeout,
+                self.name,
+            )
 
     def state(self) -> BreakerState:
         """Return the stored state, clamped; an elapsed open state is shown as open."""

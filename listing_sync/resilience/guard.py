@@ -13,7 +13,13 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from listing_sync.errors import CircuitOpenError, PermanentError, SyncInterrupted, TransientError
+from listing_sync.errors import (
+    CircuitOpenError,
+    PermanentError,
+    SyncInterrupted,
+    TransientError,
+    is_quota,
+)
 from listing_sync.resilience.backoff import RetryPolicy, retry_with_backoff
 from listing_sync.resilience.breaker import CircuitBreaker
 from listing_sync.resilience.ratelimit import TokenBucket
@@ -29,7 +35,8 @@ class Guard:
     """Call one dependency with interruption check, breaker, rate limit and retries.
 
     ``attempts`` counts attempts started (including ones refused before the call);
-    ``calls_made`` counts calls that actually reached ``fn``.
+    ``calls_made`` counts calls that actually reached ``fn``; ``retries`` counts
+    the backoff waits (a retry that recovered is only visible there and in debug logs).
     """
 
     def __init__(
@@ -53,6 +60,7 @@ class Guard:
         self.deadline = deadline
         self.attempts = 0
         self.calls_made = 0
+        self.retries = 0
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -68,8 +76,13 @@ class Guard:
             clock=self._clock,
             rand=self._rand,
             deadline=self.deadline,
-            on_retry=self._on_retry,
+            on_retry=self._count_retry,
         )
+
+    def _count_retry(self, exc: TransientError, attempt: int, wait: float) -> None:
+        self.retries += 1
+        if self._on_retry is not None:
+            self._on_retry(exc, attempt, wait)
 
     def _attempt(self, fn: Callable[[], T]) -> T:
         self.attempts += 1
@@ -86,8 +99,11 @@ class Guard:
             result = fn()
         except CircuitOpenError:
             raise  # raised by a nested guard: this dependency was not reached
-        except TransientError:
-            self.breaker.record_failure()
+        except TransientError as exc:
+            # Google's quota is not an outage: the dependency answered, and opening the
+            # breaker would end the wait for the quota window (see RetryPolicy).
+            if not is_quota(exc):
+                self.breaker.record_failure()
             raise
         except PermanentError:
             # A 400 says nothing about the dependency's health (see on_permanent).

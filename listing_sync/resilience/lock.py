@@ -48,10 +48,17 @@ class RunLock:
             deadline = clock() + wait if wait else None
             while not _try_lock(fd):
                 now = clock()
-                if deadline is None or now >= deadline:
+                if deadline is None:
                     raise SyncLockedError(
                         f"another listing-sync run holds the lock {self.path} "
                         f"(pid {_holder(fd)}); try again later or pass --wait SECONDS"
+                    )
+                if now >= deadline:
+                    # They already passed --wait: telling them to pass it would be wrong.
+                    raise SyncLockedError(
+                        f"another listing-sync run still holds the lock {self.path} "
+                        f"(pid {_holder(fd)}) after waiting {wait:g}s; try again later "
+                        "or wait longer"
                     )
                 sleep(min(poll, deadline - now))
             os.ftruncate(fd, 0)
