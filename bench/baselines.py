@@ -166,7 +166,11 @@ def read_hashes(postgrest_url: str, key: str) -> int:
     last: str | None = None
     with httpx.Client(base_url=postgrest_url, headers=_headers(key), timeout=300) as client:
         while True:
-            params = {"select": HASH_SELECT, "order": "property_number.asc", "limit": HASH_PAGE}
+            params: dict[str, str | int] = {
+                "select": HASH_SELECT,
+                "order": "property_number.asc",
+                "limit": HASH_PAGE,
+            }
             if last is not None:
                 params["property_number"] = f"gt.{last}"
             response = client.get(f"/{TABLE}", params=params)

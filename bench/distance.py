@@ -93,10 +93,10 @@ class DistanceBench(Bench):
             proxies = {"postgrest": rest, "sheets": sheets}
 
             def measured(name: str, fn: Callable[[], dict[str, float]]) -> None:
-                before = {p: proxy.bytes() for p, proxy in proxies.items()}
+                before = {p: proxy.traffic() for p, proxy in proxies.items()}
                 sample = fn()
                 for p, proxy in proxies.items():
-                    after = proxy.bytes()
+                    after = proxy.traffic()
                     for d in ("up", "down"):
                         sample[f"{p}_{d}_mb"] = (after[d] - before[p][d]) / 1e6
                 self._record(cond, name, sample)

@@ -124,7 +124,7 @@ class Netem:
         port = self._listener.getsockname()[1]
         return f"{self._scheme}://127.0.0.1:{port}{self._path}"
 
-    def bytes(self) -> dict[str, int]:
+    def traffic(self) -> dict[str, int]:
         """Return the bytes forwarded so far: ``up`` (to the server) and ``down``."""
         with self._lock:
             return dict(self._bytes)

@@ -145,7 +145,7 @@ def test_bytes_pass_unchanged_and_are_counted(echo_url: str) -> None:
     payload = os.urandom(300_000)
     with Netem(echo_url, rtt_ms=2) as proxy:
         echoed = _echo(proxy.url, payload)
-        counted = proxy.bytes()
+        counted = proxy.traffic()
     assert payload == echoed
     assert {"up": len(payload), "down": len(payload)} == counted
 
