@@ -114,6 +114,7 @@ class Netem:
         self._threads: list[threading.Thread] = []
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._accepter: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -133,12 +134,15 @@ class Netem:
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(0.1)  # so the accept loop notices stop()
         self._listener = listener
-        self._spawn(self._accept_loop, "netem-accept")
+        self._accepter = self._spawn(self._accept_loop, "netem-accept")
         return self
 
     def stop(self) -> None:
         """Close the listener and every connection; join every thread started."""
         self._stopping.set()
+        # The accept loop first, so no connection opens after the sockets are collected.
+        if self._accepter is not None:
+            self._accepter.join(timeout=5)
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
@@ -167,13 +171,14 @@ class Netem:
         with self._lock:
             return list(self._threads)
 
-    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
             # Finished connections' threads are dropped so a long run does not pile them up.
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
+        return thread
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
