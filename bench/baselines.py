@@ -109,3 +109,135 @@ def psql_copy(stack: LocalStack, csv_path: Path) -> float:
     began = time.perf_counter()
     stack.psql(script)
     return time.perf_counter() - began
+
+
+# -- at a distance (through bench.netem proxies) --------------------------------------------
+# The ideal writers send bodies encoded before the clock starts: what is left is the
+# network and PostgREST/PostgreSQL, the floor any writer of these rows stands on.
+
+
+def encode_batches(rows: Sequence[dict[str, Any]], batch: int) -> list[bytes]:
+    """Return the rows as JSON array bodies of ``batch`` rows each. Not timed."""
+    return [
+        json.dumps(list(rows[i : i + batch]), ensure_ascii=False, separators=(",", ":")).encode()
+        for i in range(0, len(rows), batch)
+    ]
+
+
+def post_bodies(
+    postgrest_url: str, key: str, bodies: Sequence[bytes], *, concurrency: int
+) -> float:
+    """POST ``bodies`` as upserts, ``concurrency`` in flight on one keep-alive client; seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = _headers(key)
+    headers["Prefer"] = "resolution=merge-duplicates,return=minimal"
+    headers["Content-Type"] = "application/json"
+    params = {"on_conflict": "property_number", "columns": ",".join(COLUMNS)}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    began = time.perf_counter()
+    with httpx.Client(
+        base_url=postgrest_url, headers=headers, timeout=300, limits=limits
+    ) as client:
+
+        def post(body: bytes) -> None:
+            client.post(f"/{TABLE}", params=params, content=body).raise_for_status()
+
+        if concurrency == 1:
+            for body in bodies:
+                post(body)
+        else:
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(post, bodies))  # list(): re-raises the first failure
+    return time.perf_counter() - began
+
+
+# What the plan needs of the table today (listings.ListingsStore.stored), 10,000 a page.
+HASH_SELECT = "property_number,content_hash,removed_at,source_hash"
+HASH_PAGE = 10_000
+
+
+def read_hashes(postgrest_url: str, key: str) -> int:
+    """Read the table's keys and hashes in keyset pages; return how many rows came back.
+
+    Ends on an empty page, as a reader must against Supabase (which caps page sizes).
+    """
+    count = 0
+    last: str | None = None
+    with httpx.Client(base_url=postgrest_url, headers=_headers(key), timeout=300) as client:
+        while True:
+            params: dict[str, str | int] = {
+                "select": HASH_SELECT,
+                "order": "property_number.asc",
+                "limit": HASH_PAGE,
+            }
+            if last is not None:
+                params["property_number"] = f"gt.{last}"
+            response = client.get(f"/{TABLE}", params=params)
+            response.raise_for_status()
+            page = response.json()
+            if not page:
+                return count
+            count += len(page)
+            last = page[-1]["property_number"]
+
+
+class SheetValues:
+    """The real Google client, built before the clock starts, reading one tab in chunks."""
+
+    def __init__(self, endpoint: str, key_path: Path, spreadsheet_id: str, tab: str) -> None:
+        import google_auth_httplib2
+        import httplib2
+        from google.oauth2 import service_account
+        from googleapiclient.discovery import build
+
+        credentials = service_account.Credentials.from_service_account_file(
+            str(key_path), scopes=["https://www.googleapis.com/auth/spreadsheets.readonly"]
+        )
+        http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=300))
+        self._service = build(
+            "sheets",
+            "v4",
+            http=http,
+            client_options={"api_endpoint": endpoint},
+            static_discovery=True,
+        )
+        # Rendering the resource's docstrings costs ~0.35 s once: not part of reading.
+        self._values = self._service.spreadsheets().values()
+        self.spreadsheet_id = spreadsheet_id
+        self.tab = tab
+
+    def read(self, rows: int, columns: int) -> int:
+        """Read rows 1..``rows`` one chunk after another, chunked as the tool does; count them."""
+        from listing_sync.sheets import a1_tab, chunk_rows_for
+
+        step = chunk_rows_for(columns)
+        count = 0
+        for start in range(1, rows + 1, step):
+            end = min(start + step - 1, rows)
+            answer = self._values.get(
+                spreadsheetId=self.spreadsheet_id,
+                range=f"{a1_tab(self.tab)}!{start}:{end}",
+                majorDimension="ROWS",
+                valueRenderOption="UNFORMATTED_VALUE",
+                dateTimeRenderOption="SERIAL_NUMBER",
+            ).execute(num_retries=0)
+            count += len(answer.get("values", []))
+        return count
+
+    def close(self) -> None:
+        self._service.close()
+
+
+def parallel_reads(
+    sheet: SheetValues, rows: int, columns: int, postgrest_url: str, key: str
+) -> tuple[float, int, int]:
+    """Read the sheet and the table's hashes in two threads; (seconds, sheet rows, hashes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        sheet_rows = pool.submit(sheet.read, rows, columns)
+        hashes = pool.submit(read_hashes, postgrest_url, key)
+        counts = sheet_rows.result(), hashes.result()
+    return time.perf_counter() - began, *counts

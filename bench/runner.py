@@ -48,6 +48,10 @@ class Options:
     help_runs: int = 10
     results_dir: Path = Path(__file__).resolve().parent / "results"
     workdir: Path | None = None  # default: a temporary directory, removed afterwards
+    # Distance mode (bench/distance.py) when given: round trips in ms, each with every
+    # bandwidth cap in Mbit/s (None: no cap).
+    rtts_ms: Sequence[float] = ()
+    bandwidths_mbit: Sequence[float | None] = (None,)
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
@@ -279,17 +283,22 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(result: dict[str, Any], results_dir: Path) -> tuple[Path, Path]:
+def write_results(
+    result: dict[str, Any],
+    results_dir: Path,
+    render: Callable[[dict[str, Any]], str] = render_markdown,
+    suffix: str = "",
+) -> tuple[Path, Path]:
     m = result["machine"]
     sizes = "-".join(str(s) for s in result["sizes"])
     name = (
         f"{result['date'][:10]}_{slug(m['cpu'])}_{m['cores']}c_{round(m['ram_gb'])}gb"
-        f"_py{m['python']}_n{sizes}"
+        f"_py{m['python']}_n{sizes}{suffix}"
     )
     results_dir.mkdir(parents=True, exist_ok=True)
     md = results_dir / f"{name}.md"
     js = results_dir / f"{name}.json"
-    md.write_text(render_markdown(result), encoding="utf-8")
+    md.write_text(render(result), encoding="utf-8")
     js.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return md, js
 
@@ -342,6 +351,8 @@ def _run(options: Options, stack: LocalStack, workdir: Path) -> tuple[dict[str, 
         "commit": _commit(),
         "results": {},
     }
+    if options.rtts_ms:
+        return _run_distance(options, stack, workdir, result)
     result["help"] = measure_help(options.help_runs, options.log)
     for n in options.sizes:
         reps = options.reps_large if (n >= 100_000 and options.reps_large) else options.reps
@@ -367,5 +378,27 @@ def _run(options: Options, stack: LocalStack, workdir: Path) -> tuple[dict[str, 
     stack.truncate()
     result["load_average_end"] = machine()["load_average"]
     md, js = write_results(result, options.results_dir)
+    options.log(f"wrote {md} and {js}")
+    return result, md, js
+
+
+def _run_distance(
+    options: Options, stack: LocalStack, workdir: Path, result: dict[str, Any]
+) -> tuple[dict[str, Any], Path, Path]:
+    from . import distance
+
+    conds = distance.conditions(options.rtts_ms, options.bandwidths_mbit)
+    result["mode"] = "distance"
+    result["conditions"] = [{"rtt_ms": c.rtt_ms, "bandwidth_mbit": c.bandwidth_mbit} for c in conds]
+    for n in options.sizes:
+        reps = options.reps_large if (n >= 100_000 and options.reps_large) else options.reps
+        result["results"][str(n)] = distance.run_size(stack, n, reps, conds, workdir, options.log)
+        gc.collect()
+    stack.truncate()
+    result["load_average_end"] = machine()["load_average"]
+    rtts = "-".join(f"{r:g}" for r in options.rtts_ms)
+    bws = "-".join("none" if b is None else f"{b:g}" for b in options.bandwidths_mbit)
+    suffix = f"_rtt{rtts}" + ("" if bws == "none" else f"_bw{bws}")
+    md, js = write_results(result, options.results_dir, distance.render_markdown, suffix)
     options.log(f"wrote {md} and {js}")
     return result, md, js

@@ -47,3 +47,54 @@ def test_bench_runs_at_a_tiny_size(
     assert result == json.loads(js.read_text(encoding="utf-8"))
     assert md.read_text(encoding="utf-8").startswith("# listing-sync benchmark, ")
     assert [] == clean_stack.sql("select 1 from public.property_listings limit 1")
+
+
+def test_bench_distance_mode_runs_at_a_tiny_size(
+    clean_stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The distance mode measures the tool and the baselines through proxies at RTT 5 ms."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.runner import Options, run
+
+    options = Options(
+        sizes=[200],
+        reps=1,
+        results_dir=tmp_path / "results",
+        workdir=tmp_path / "work",
+        log=lambda line: None,
+        rtts_ms=[5],
+    )
+    result, md, js = run(options, stack=clean_stack)
+
+    block = result["results"]["200"]["conditions"]["rtt5"]
+    measurements = block["measurements"]
+    assert [
+        "cold",
+        "nochange",
+        "changed",
+        "cold_defaults",
+        "writer_seq",
+        "writer_concurrent",
+        "seed_shape",
+        "reads_parallel",
+    ] == list(measurements)
+    assert [200, 0, 2, 200] == [
+        measurements[k]["rows_written"] for k in ("cold", "nochange", "changed", "cold_defaults")
+    ]
+    # Everything went through the proxies: a cold run uploads the rows, a no-change run
+    # downloads the sheet and the hashes and uploads no rows.
+    assert measurements["cold"]["postgrest_up_mb"] > measurements["nochange"]["postgrest_up_mb"]
+    assert measurements["nochange"]["sheets_down_mb"] > 0
+    assert measurements["reads_parallel"]["postgrest_down_mb"] > 0
+    # Each at least the 3 round trips of one new connection.
+    assert [] == [k for k, e in measurements.items() if e["min_s"] < 0.014]
+    assert 4 == len(block["ratios"])
+    cold = measurements["cold"]["median_s"]
+    floor = (
+        measurements["reads_parallel"]["median_s"] + measurements["writer_concurrent"]["median_s"]
+    )
+    assert round(cold / floor, 3) == block["ratios"][0]["value"]
+    assert result == json.loads(js.read_text(encoding="utf-8"))
+    assert js.name.endswith("_n200_rtt5.json")
+    assert md.read_text(encoding="utf-8").startswith("# listing-sync benchmark at a distance, ")
+    assert [] == clean_stack.sql("select 1 from public.property_listings limit 1")
