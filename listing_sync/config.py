@@ -137,6 +137,7 @@ KNOWN_SETTINGS = frozenset(
         "SYNC_MAPPING",
         "SYNC_BATCH_SIZE",
         "SYNC_BATCH_MAX_BYTES",
+        "SYNC_CONCURRENCY",
         "SYNC_RATE_LIMIT",
         "SYNC_RETRY_ATTEMPTS",
         "SYNC_RETRY_DELAY",
