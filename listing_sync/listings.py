@@ -7,11 +7,15 @@ for ``sync_state``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from .errors import PermanentError
 from .postgrest import PostgrestClient, in_filters
-from .schema import LISTINGS, ListingsTable
+from .schema import LISTINGS, Column, ListingsTable, kind_of
+
+log = logging.getLogger("listing_sync")
 
 # Plain PostgREST reads 100,000 hashes in 0.23 s at 10,000 a page against 0.39 s at
 # 1000; Supabase caps pages at 1000, which select_pages copes with.
@@ -36,6 +40,39 @@ class ListingsStore:
     def __init__(self, client: PostgrestClient, table: ListingsTable = LISTINGS) -> None:
         self.client = client
         self.table = table
+
+    def discover(self) -> ListingsTable:
+        """Extend ``table`` by the columns the office added, with their types; return it.
+
+        The table's columns and types come from PostgREST's OpenAPI description
+        (``GET /``), which lists what the key's role may read: no extra SQL, and the
+        same request works wherever PostgREST runs. Columns of a type no cell reader
+        serves (uuid, arrays...) are left alone. If the description cannot be read,
+        the run syncs the built-in columns and says so.
+        """
+        try:
+            document = self.client.describe()
+        except PermanentError as exc:
+            log.warning(
+                "could not read the columns of %s from PostgREST (%s); syncing the "
+                "built-in columns only",
+                self.table.name,
+                exc.message,
+            )
+            return self.table
+        definition = (document.get("definitions") or {}).get(self.table.name) or {}
+        added: list[Column] = []
+        for name, spec in (definition.get("properties") or {}).items():
+            if name in self.table.columns or name in self.table.managed:
+                continue
+            kind = kind_of(str((spec or {}).get("format") or ""))
+            if kind is None:
+                log.debug("column %s (%s) cannot be read from a cell; left alone", name, spec)
+                continue
+            added.append(Column(name, kind, optional=True))
+        if added:
+            self.table = self.table.with_columns(tuple(added))
+        return self.table
 
     def stored(self, numbers: Sequence[str] | None = None) -> dict[str, StoredListing]:
         """Return {property number: StoredListing}: every listing, or only ``numbers``."""

@@ -26,6 +26,7 @@ subclass ``FormulaError``, which callers turn into None plus a warning.
 from __future__ import annotations
 
 import hashlib
+import json
 import marshal
 import math
 import re
@@ -33,7 +34,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Final, TypeVar
@@ -87,15 +88,25 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def _column_name(value: object, table: ListingsTable) -> str | None:
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _column_name(value: object, table: ListingsTable | None) -> str | None:
     if not isinstance(value, str):
         return None
     name = normalize_header(value)
+    if table is None:  # the table's own columns are not known yet: any column name will do
+        plausible = _COLUMN_NAME.fullmatch(name) and name not in LISTINGS.managed
+        return name if plausible else None
     return name if name in table.columns else None
 
 
-def load_aliases(path: Path | None, table: ListingsTable = LISTINGS) -> dict[str, str]:
-    """Read the SYNC_MAPPING file into {normalized header: table column}."""
+def load_aliases(path: Path | None, table: ListingsTable | None = LISTINGS) -> dict[str, str]:
+    """Read the SYNC_MAPPING file into {normalized header: table column}.
+
+    ``table`` None checks only that each entry names a plausible column: before a run
+    has read which columns the table has (``ListingsStore.discover``).
+    """
     if path is None:
         return {}
     try:
@@ -119,9 +130,10 @@ def load_aliases(path: Path | None, table: ListingsTable = LISTINGS) -> dict[str
     for key, value in pairs:
         column = _column_name(value, table)
         if column is None:
+            known = ", ".join((table or LISTINGS).columns)
             raise ConfigError(
                 f"SYNC_MAPPING: {path}: entry {key!r} = {value!r} must name one of the "
-                f"sheet-fed columns: {', '.join(table.columns)}"
+                f"sheet-fed columns: {known}"
             )
         name = normalize_header(key)
         if not name:
@@ -147,6 +159,8 @@ class HeaderMap:
     warnings: list[str] = field(default_factory=list)
     # Sheet-fed columns no header maps to; the planner decides whether that is fatal.
     missing: tuple[str, ...] = ()
+    # Columns the office added that no header maps to: not synced, never "missing".
+    unused: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()  # the header cells as text, trimmed
 
 
@@ -238,7 +252,8 @@ def build_header_map(
         blank=frozenset(blank),
         width=len(texts),
         warnings=warnings,
-        missing=tuple(c for c in table.columns if c not in mapped_at),
+        missing=tuple(c for c in table.columns if c not in mapped_at and c not in table.optional),
+        unused=tuple(c for c in table.columns if c not in mapped_at and c in table.optional),
         headers=tuple(texts),
     )
 
@@ -744,6 +759,102 @@ def coerce_extra(value: object) -> str | int | float | bool | None:
     return coerce_text(value)
 
 
+# --- columns the office adds (kinds from the database's types) ---------------------
+
+
+def _whole_from_text(text: str) -> int:
+    """Read 12, -3, 1,234, 徒歩12分, or the yen forms 1.2万円, ¥15,000, 1億."""
+    m = _INTEGER_RE.fullmatch(text)
+    if m is not None:
+        number = int(m[2].replace(",", ""))
+        return -number if m[1] == "-" else number
+    try:
+        return _parse_yen(text)
+    except CellError:
+        raise CellError("not a whole number (e.g. 12, 1,234 or 1.2万)") from None
+
+
+def _whole(bits: int) -> Callable[[object], int | None]:
+    """Return the reader of a smallint/integer/bigint column (``bits`` 16, 32 or 64)."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def in_range(value: int) -> int:
+        if not low <= value <= high:
+            raise CellError("whole number out of range")
+        return value
+
+    @_memoized
+    def from_text(raw: str) -> int | None:
+        text = _clean(raw)
+        return None if text is None else in_range(_whole_from_text(text))
+
+    def coerce(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return from_text(str(value))
+        if isinstance(value, bool):
+            raise CellError("TRUE/FALSE is not a whole number")
+        if isinstance(value, int):
+            return in_range(int(value))
+        if isinstance(value, float | Decimal):
+            if not (_finite(value) and value == int(value)):
+                raise CellError("not a whole number")
+            return in_range(int(value))
+        raise _unsupported(value)
+
+    return coerce
+
+
+_SECONDS_PER_DAY: Final = 86_400
+
+
+def coerce_timestamptz(value: object) -> datetime | None:
+    """Read a moment: a Sheets serial number (days, with the time as a fraction) or text.
+
+    Text is ISO 8601 (``2025-01-09 10:30``, ``2025-01-09T10:30:00+09:00``) or any date
+    form the date columns read (midnight). A moment without an offset is taken as UTC.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, bool):
+        raise CellError("TRUE/FALSE is not a date and time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise CellError("not a finite number")
+        day = _from_serial(math.floor(value))
+        seconds = round((value - math.floor(value)) * _SECONDS_PER_DAY)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
+    if not isinstance(value, str):
+        raise _unsupported(value)
+    text = _clean(value)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("/", "-"))
+    except ValueError:
+        day = _parse_date(text)
+        moment = datetime(day.year, day.month, day.day)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def coerce_jsonb(value: object) -> object:
+    """Read a JSON cell: text holding a JSON object or array is parsed, anything else kept."""
+    if isinstance(value, str):
+        text = _clean(value)
+        if text is not None and text[:1] in ("{", "["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
+        return text
+    if isinstance(value, dict | list):
+        return value
+    return coerce_extra(value)
+
+
 COERCERS: Final[dict[ColumnKind, Callable[[object], object]]] = {
     "text": coerce_text,
     "integer": coerce_integer,
@@ -751,6 +862,11 @@ COERCERS: Final[dict[ColumnKind, Callable[[object], object]]] = {
     "date": coerce_date,
     "boolean": coerce_boolean,
     "yen": coerce_yen,
+    "int2": _whole(16),
+    "int4": _whole(32),
+    "int8": _whole(64),
+    "timestamptz": coerce_timestamptz,
+    "jsonb": coerce_jsonb,
 }
 
 

@@ -281,6 +281,12 @@ class PostgrestClient:
 
     # --- reads --------------------------------------------------------------
 
+    def describe(self) -> dict[str, Any]:
+        """Return PostgREST's OpenAPI description of what this key may use (GET /)."""
+        response = self._request("GET", "", extra_headers={"Accept": "application/openapi+json"})
+        document = response.json()
+        return document if isinstance(document, dict) else {}
+
     def select(
         self,
         table: str,

@@ -6,9 +6,13 @@ creates it: the key, the sheet-fed columns with the kind of cell each holds, the
 listing-sync writes itself. Everything else (header mapping, validation, the
 planner, the writer, the stores) reads it from here.
 
-A deployment may have more sheet-fed columns than these (a column the office added
-to the table): ``ListingsTable.with_columns`` returns the declaration extended by
-them, so the rest of the code never assumes the built-in list is complete.
+A deployment may have more sheet-fed columns than these: a column the office added
+to the table (``alter table property_listings add column built_year integer``).
+``ListingsStore.discover`` reads the table's columns and types from PostgREST's
+description of the API, and ``ListingsTable.with_columns`` returns the declaration
+extended by them (``kind_of`` picks each one's reader from its PostgreSQL type), so
+the rest of the code never assumes the built-in list is complete. Such a column is
+synced only from a sheet column with its name or a ``SYNC_MAPPING`` alias to it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,49 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 # How a cell is read: one coercer per kind (mapping.COERCERS). "yen" is a whole
-# number of yen that also accepts 1,280万円 and ¥12,800,000.
-ColumnKind = Literal["text", "integer", "numeric", "date", "boolean", "yen"]
+# number of yen that also accepts 1,280万円 and ¥12,800,000. The others after "yen"
+# serve columns the office adds: "int2"/"int4"/"int8" are whole numbers in the
+# range of smallint/integer/bigint that accept the yen and Japanese forms too.
+ColumnKind = Literal[
+    "text",
+    "integer",
+    "numeric",
+    "date",
+    "boolean",
+    "yen",
+    "int2",
+    "int4",
+    "int8",
+    "timestamptz",
+    "jsonb",
+]
+
+# PostgreSQL type (as PostgREST's OpenAPI "format" names it) -> how a cell is read.
+_KINDS_BY_TYPE: Final[dict[str, ColumnKind]] = {
+    "text": "text",
+    "character varying": "text",
+    "character": "text",
+    "citext": "text",
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "numeric": "numeric",
+    "real": "numeric",
+    "double precision": "numeric",
+    "date": "date",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamptz",
+    "boolean": "boolean",
+    "jsonb": "jsonb",
+    "json": "jsonb",
+}
+
+
+def kind_of(pg_type: str) -> ColumnKind | None:
+    """Return how to read a cell for a column of ``pg_type``; None if it cannot be synced."""
+    base = pg_type.split("(", 1)[0].strip().lower()
+    return _KINDS_BY_TYPE.get(base)
+
 
 SYNC_STATE: Final = "sync_state"
 
@@ -29,6 +74,8 @@ class Column:
 
     name: str
     kind: ColumnKind
+    # Added by the office: synced only when a header maps to it, never "missing".
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +107,11 @@ class ListingsTable:
     def managed(self) -> frozenset[str]:
         """Return the columns listing-sync fills itself; no header may write them."""
         return frozenset((self.extra, *self.bookkeeping))
+
+    @property
+    def optional(self) -> frozenset[str]:
+        """Return the columns synced only when a header maps to them."""
+        return frozenset(c.name for c in self.sheet_columns if c.optional)
 
     def with_columns(self, added: tuple[Column, ...]) -> ListingsTable:
         """Return this declaration with more sheet-fed columns after the built-in ones."""

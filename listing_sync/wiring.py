@@ -227,7 +227,10 @@ class Runtime:
             listings=self.listings,
             state=self.state,
             source=self.sheets,
-            aliases=load_aliases(self.settings.mapping_file, self.listings.table),
+            # Checked now for form; checked against the table's columns once the run
+            # has read them (a bad alias is a setting: exit 78, no run recorded).
+            aliases=load_aliases(self.settings.mapping_file, None),
+            mapping_file=self.settings.mapping_file,
             batch_size=self.settings.batch_size,
             batch_max_bytes=self.settings.batch_max_bytes,
             max_remove_fraction=self.settings.max_remove_fraction,

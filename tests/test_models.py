@@ -20,7 +20,6 @@ from listing_sync.mapping import (
     source_hash,
 )
 from listing_sync.models import (
-    HASHED_KEYS,
     Listing,
     RowProblem,
     SheetRow,
@@ -316,9 +315,9 @@ def test_hash_changes_with_any_value() -> None:
     """Changing any sheet-fed value or extra changes the hash."""
     base = payload(EXPECTED)
     hashes = {content_hash(base)}
-    for key in HASHED_KEYS:
+    for key in LISTINGS.hashed_columns:
         hashes.add(content_hash(dict(base, **{key: {"changed": 1} if key == "extra" else None})))
-    assert len(HASHED_KEYS) + 1 == len(hashes)
+    assert len(LISTINGS.hashed_columns) + 1 == len(hashes)
 
 
 def test_payload_validates_back_to_the_same_listing() -> None:

@@ -23,7 +23,7 @@ from .progress import NoProgress, Progress
 from .read import SheetReading, SheetSource, ValidRow, read_listings
 
 if TYPE_CHECKING:
-    from ..models import RowProblem
+    from ..rows import RowProblem
 
 SyncType = Literal["full", "selective"]
 
@@ -143,6 +143,8 @@ def make_plan(
     # rows lazily once the table's hashes are known.
     reading = read_listings(source, aliases, progress, trusted, table)
     omitted, notices = _missing_columns(reading, listings, request, aliases)
+    # A column the office added that no header maps to is not ours to write.
+    omitted = (*omitted, *reading.header_map.unused)
     progress.phase("reading table")
     existing.update(listings.stored(None if wanted is None else request.numbers))
     progress.phase("reading sheet")
@@ -183,7 +185,7 @@ def make_plan(
     # Duplicate keys: write none of them, keep the table's value, name every row.
     for number, rows in rows_by_number.items():
         if len(rows) > 1:
-            from ..models import RowProblem
+            from ..rows import RowProblem
 
             rows.sort()
             valid.pop(number, None)

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .. import mapping
+from ..rows import RowReader, canonical_values
 from ..schema import LISTINGS, ListingsTable
 from ..sheets import SheetData, SheetLine
 from .prefetch import Prefetched
 from .progress import Progress
 
 if TYPE_CHECKING:
-    # Imported where a row is validated: pydantic costs 0.1 s of a run that validates none.
-    from ..models import RowProblem
+    from ..rows import RowProblem
 
 
 class SheetSource(Protocol):
@@ -101,44 +101,40 @@ class SheetReading:
         header_map = self.header_map
         signature = mapping.header_signature(header_map)
         key_index = next(i for i, c in header_map.columns.items() if c == self.table.key)
-        models: Any = None  # imported at the first row that is validated
-        keys = tuple(c for c in self.table.hashed_columns if c not in self.omit)
+        reader = RowReader(header_map, self.table, omit=self.omit)
+        source_hash, coerce_key, sha256 = mapping.source_hash, mapping.coerce_key, hashlib.sha256
+        advance, trusted = self.progress.advance, self.trusted
         for row_number, cells in self.lines:
-            self.progress.advance()
-            digest = mapping.source_hash(cells, signature)
+            advance()
+            digest = source_hash(cells, signature)
             try:
-                number = mapping.coerce_key(cells[key_index]) if key_index < len(cells) else None
+                number = coerce_key(cells[key_index]) if key_index < len(cells) else None
             except mapping.CellError:
-                number = None  # converted below, which reports the problem as usual
-            if number is not None and self.trusted(number, digest):
+                number = None  # read below, which reports the problem as usual
+            if number is not None and trusted(number, digest):
                 self.rows_seen += 1
                 yield ReadRow(row_number, number, None)
                 continue
-            if models is None:
-                from .. import models as models_module
-
-                models = models_module
-            sheet_row, row_problems, row_warnings = models.convert_row(
-                cells, header_map, row_number
-            )
-            self.warnings.extend(row_warnings)
-            if row_problems:
-                self.problems.extend(row_problems)
-                self.rows_seen += 1
-                continue
-            if sheet_row is None:
-                continue  # empty row
+            result = reader.read(cells, row_number)
+            if result.warnings:
+                self.warnings.extend(result.warnings)
+            values = result.values
+            if values is None:
+                if result.problems:
+                    self.problems.extend(result.problems)
+                    self.rows_seen += 1
+                continue  # an empty row
             self.rows_seen += 1
             # One serialisation serves both the hash and the request body.
-            body = models.canonical_json(models.payload(sheet_row.listing), keys)
-            number = sheet_row.listing.property_number
+            body = canonical_values(values)
+            number = values[self.table.key]
             yield ReadRow(
                 row_number,
                 number,
                 ValidRow(
                     number=number,
                     row=row_number,
-                    hash=hashlib.sha256(body).hexdigest(),
+                    hash=sha256(body).hexdigest(),
                     body=body,
                     source=digest,
                 ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -22,6 +23,7 @@ from ..errors import (
     ListingSyncError,
 )
 from ..listings import ListingsStore
+from ..mapping import load_aliases
 from ..state import MAX_ERROR_DETAILS, SyncStateStore
 from ..timeutil import iso, utcnow
 from .plan import Plan, SyncRequest, SyncType, describe_changes, failed_rows, make_plan
@@ -30,7 +32,7 @@ from .read import OpenedSheet, SheetSource
 from .write import WriteResult, mark_removed, write_rows
 
 if TYPE_CHECKING:
-    from ..models import RowProblem
+    from ..rows import RowProblem
 
 log = logging.getLogger("listing_sync")
 
@@ -81,14 +83,30 @@ class SyncDeps:
     batch_max_bytes: int
     max_remove_fraction: float
     concurrency: int = 1
+    # Read again once the table's own columns are known (``aliases`` then checked
+    # against them): an alias may name a column the office added.
+    mapping_file: Path | None = None
 
 
-def _plan(deps: SyncDeps, request: SyncRequest, source: SheetSource, progress: Progress) -> Plan:
+def _aliases(deps: SyncDeps) -> dict[str, str]:
+    """Read the table's columns (the built-in ones and those the office added), then
+    check the mapping against them: an alias to a column the table lacks is a setting."""
+    table = deps.listings.discover()
+    return load_aliases(deps.mapping_file, table) if deps.mapping_file else deps.aliases
+
+
+def _plan(
+    deps: SyncDeps,
+    request: SyncRequest,
+    source: SheetSource,
+    progress: Progress,
+    aliases: dict[str, str],
+) -> Plan:
     return make_plan(
         request,
         source,
         deps.listings,
-        aliases=deps.aliases,
+        aliases=aliases,
         max_remove_fraction=deps.max_remove_fraction,
         progress=progress,
     )
@@ -103,7 +121,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     progress = progress or NoProgress()
     report = SyncReport(sync_type=request.sync_type, dry_run=request.dry_run)
     if request.dry_run:
-        plan = _plan(deps, request, deps.source, progress)
+        plan = _plan(deps, request, deps.source, progress, _aliases(deps))
         describe_changes(deps.listings, plan)
         _fill_from_plan(report, plan)
         report.status = "dry_run"
@@ -121,6 +139,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         log.warning(
             "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
         )
+    aliases = _aliases(deps)
     # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
     # SYNC_SPREADSHEET_ID is a bad setting, which records nothing, not even a failed run.
     # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
@@ -146,7 +165,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         if early is not None:
             raise early
         assert opened is not None
-        plan = _plan(deps, request, opened, progress)
+        plan = _plan(deps, request, opened, progress, aliases)
         _fill_from_plan(report, plan)
         report.removed = 0  # until mark_removed has run: a failed run removed nothing
         deps.state.update(report.sync_id, total_items=report.total)

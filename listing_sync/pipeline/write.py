@@ -21,7 +21,7 @@ from .progress import Progress
 from .read import ValidRow
 
 if TYPE_CHECKING:
-    from ..models import RowProblem
+    from ..rows import RowProblem
 
 log = logging.getLogger("listing_sync")
 
@@ -182,7 +182,7 @@ def _first_failure(done: Iterable[Future[None]]) -> BaseException | None:
 
 
 def _server_problem(row: ValidRow, exc: PermanentError) -> RowProblem:
-    from ..models import RowProblem
+    from ..rows import RowProblem
 
     return RowProblem(
         row=row.row, property_number=row.number, column=None, message=exc.message, value=None
