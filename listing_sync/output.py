@@ -7,6 +7,7 @@ scripts read them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from .health import NAGIOS, HealthReport
 from .pipeline.run import SyncReport
-from .state import duration_of
+from .state import duration_of, short_id
 from .timeutil import parse_ts
 
 MAX_PROBLEM_LINES = 20
@@ -47,7 +48,8 @@ class OutputMode:
 
 def stdout_console() -> Console:
     # Piped output (less, a log file, a demo) would otherwise be cut to 80 columns.
-    width = None if sys.stdout.isatty() else 160
+    # (COLUMNS, when set, is the width asked for, as on a terminal.)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
@@ -119,8 +121,11 @@ def sync_to_dict(report: SyncReport) -> dict[str, Any]:
         "completed_at": report.completed_at.isoformat() if report.completed_at else None,
         "duration_seconds": report.duration,
         "total": report.total,
-        "success": report.success,
+        "written": report.success,
+        "unchanged": report.skipped,
         "failed": report.failed,
+        # The names of the first releases, kept for scripts that read them.
+        "success": report.success,
         "skipped": report.skipped,
         "removed": report.removed,
         "not_found": report.not_found,
@@ -166,10 +171,17 @@ def render_sync(report: SyncReport, console: Console) -> None:
     if report.dry_run and report.plan is not None:
         render_plan(report, console)
         return
-    table = Table(title=f"Sync {report.sync_id} ({report.sync_type})", title_justify="left")
-    table.add_column("status")
+    from rich import box
+
+    table = Table(
+        title=f"Sync {report.sync_id} ({report.sync_type})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("status", no_wrap=True)
     for name in ("total", "written", "unchanged", "failed", "removed", "not found", "time"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_row(
         _status_text(report.status),
         str(report.total),
@@ -284,9 +296,11 @@ def _status_text(status: str) -> str:
     return f"[{colour}]{status}[/{colour}]"
 
 
-def _when(value: str | None) -> str:
+def _when(value: str | None, *, short: bool = False) -> str:
     moment = parse_ts(value)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def _duration(run: dict[str, Any]) -> str:
@@ -301,35 +315,42 @@ def seconds_text(seconds: float | None) -> str:
 
 
 def render_runs(runs: Sequence[dict[str, Any]], console: Console) -> None:
-    """Draw the recent-runs table."""
-    table = Table(title="Recent syncs", title_justify="left")
-    for name, justify in (
-        ("id", "left"),
-        ("type", "left"),
-        ("status", "left"),
-        ("started", "left"),
-        ("duration", "right"),
-        ("total", "right"),
-        ("ok", "right"),
-        ("failed", "right"),
-        ("skipped", "right"),
-        ("removed", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    """Draw the recent-runs table; it fits 80 columns, and shows more where there is room."""
+    from rich import box
+
+    wide = console.width >= 110
+    table = Table(
+        title="Recent syncs",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    columns: list[tuple[str, str, Any]] = [
+        ("id", "left", lambda r: short_id(str(r["id"]))),
+        ("type", "left", lambda r: r["sync_type"]),
+        ("status", "left", lambda r: _status_text(r["status"])),
+        ("started", "left", lambda r: _when(r["started_at"], short=not wide)),
+    ]
+    if wide:
+        columns += [
+            ("time", "right", _duration),
+            ("total", "right", lambda r: str(r.get("total_items") or 0)),
+        ]
+    columns += [
+        ("written", "right", lambda r: str(r.get("success_count") or 0)),
+        ("unchanged", "right", lambda r: str(r.get("skipped_count") or 0)),
+        ("failed", "right", lambda r: str(r.get("failed_count") or 0)),
+    ]
+    if wide:
+        columns.append(("removed", "right", lambda r: str(r.get("removed_count") or 0)))
+    for name, justify, _ in columns:
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for run in runs:
-        table.add_row(
-            str(run["id"]),
-            run["sync_type"],
-            _status_text(run["status"]),
-            _when(run["started_at"]),
-            _duration(run),
-            str(run.get("total_items") or 0),
-            str(run.get("success_count") or 0),
-            str(run.get("failed_count") or 0),
-            str(run.get("skipped_count") or 0),
-            str(run.get("removed_count") or 0),
-        )
-    if not runs:
+        table.add_row(*(cell(run) for _, _, cell in columns))
+    if runs:
+        table.caption = "listing-sync status ID: one run in detail (its first digits will do)"
+    else:
         table.caption = "no syncs recorded yet"
     console.print(table)
 
@@ -361,6 +382,9 @@ def render_run(run: dict[str, Any], console: Console) -> None:
     problems = run.get("error_details") or []
     if problems:
         console.print(_problem_table(problems, "Row problems"))
+    not_found = run.get("not_found") or []
+    if not_found:
+        console.print("Not in the sheet: " + _some(map(str, not_found), 50), markup=False)
 
 
 def run_to_dict(run: dict[str, Any]) -> dict[str, Any]:
@@ -368,6 +392,10 @@ def run_to_dict(run: dict[str, Any]) -> dict[str, Any]:
     out = dict(run)
     out["duration_seconds"] = duration_of(run)
     out["error_details"] = run.get("error_details") or []
+    out["not_found"] = run.get("not_found") or []
+    # The words of the sync's own report and table, besides the table's column names.
+    out["written"] = run.get("success_count")
+    out["unchanged"] = run.get("skipped_count")
     return out
 
 

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .errors import NotFoundError, PermanentError
+from .errors import NotFoundError, UsageError
 from .postgrest import PostgrestClient
 from .sanitize import clean
 from .schema import SYNC_STATE as TABLE
 from .timeutil import iso, parse_ts, utcnow
 
+# status accepts an id's first digits, as git does; ids are shown this short.
+MIN_ID_PREFIX = 4
+SHORT_ID = 8
+MAX_CANDIDATES = 5
 # error_details keeps at most this many row problems; the counts stay exact.
 MAX_ERROR_DETAILS = 1000
 RUNNING = ("queued", "in_progress")
@@ -25,6 +29,18 @@ _STILL_RUNNING = "in.(" + ",".join(RUNNING) + ")"
 # `health --ack` records itself as a row of this type: failed runs started before the
 # newest one no longer count toward the failure rate (a new install's set-up failures).
 ACK_TYPE, ACK_STATUS = "ack", "acknowledged"
+
+
+def _uuid(digits: str) -> str:
+    """Write 32 hex digits as a uuid (8-4-4-4-12)."""
+    return "-".join(
+        (digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:])
+    )
+
+
+def short_id(sync_id: str, length: int = SHORT_ID) -> str:
+    """Return the first ``length`` characters of a run's id (enough to find it again)."""
+    return sync_id[:length]
 
 
 @dataclass(frozen=True)
@@ -114,15 +130,34 @@ class SyncStateStore:
         return ids
 
     def get(self, sync_id: str) -> dict[str, Any]:
-        """Return one run, or raise NotFoundError."""
-        try:
-            rows = self.client.select(TABLE, filters=[("id", f"eq.{sync_id}")])
-        except PermanentError as exc:
-            if exc.code == "22P02":  # not a uuid: PostgreSQL refuses to compare it
-                raise NotFoundError(f"no sync with id {sync_id!r} (not a valid id)") from None
-            raise
+        """Return the run whose id is ``sync_id`` or starts with it (as git takes a prefix).
+
+        Raise NotFoundError if none does, UsageError if several do.
+        """
+        digits = sync_id.strip().lower().replace("-", "")
+        if len(digits) < MIN_ID_PREFIX or not all(c in "0123456789abcdef" for c in digits):
+            raise NotFoundError(
+                f"no sync with id {sync_id!r} (give at least {MIN_ID_PREFIX} hex digits of an id)"
+            )
+        if len(digits) > 32:
+            raise NotFoundError(f"no sync with id {sync_id!r} (not a valid id)")
+        # uuids sort as their hex digits do: a prefix is the range from ...000 to ...fff.
+        low, high = _uuid(digits.ljust(32, "0")), _uuid(digits.ljust(32, "f"))
+        rows = self.client.select(
+            TABLE,
+            filters=[("id", f"gte.{low}"), ("id", f"lte.{high}")],
+            order="started_at.desc",
+            limit=MAX_CANDIDATES + 1,
+        )
         if not rows:
             raise NotFoundError(f"no sync with id {sync_id!r}")
+        if len(rows) > 1:
+            shown = ", ".join(short_id(str(r["id"]), 12) for r in rows[:MAX_CANDIDATES])
+            more = " ..." if len(rows) > MAX_CANDIDATES else ""
+            raise UsageError(
+                f"sync id {sync_id!r} is ambiguous: it starts {len(rows)}"
+                f"{'+' if more else ''} runs' ids ({shown}{more}); give more digits"
+            )
         return rows[0]
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:

@@ -28,6 +28,8 @@ alter table public.sync_state add column if not exists error_message text;
 alter table public.sync_state add column if not exists exit_code integer;
 alter table public.sync_state add column if not exists host text;
 alter table public.sync_state add column if not exists pid integer;
+-- The property numbers `sync numbers` was given that are not in the sheet (capped).
+alter table public.sync_state add column if not exists not_found jsonb;
 
 create index if not exists idx_sync_state_type on public.sync_state (sync_type);
 create index if not exists idx_sync_state_status on public.sync_state (status);

@@ -578,3 +578,61 @@ def test_a_table_missing_a_column_is_a_configuration_error(
     assert "apply the files in sql/" in r.stderr
     assert "failed" == only_run(clean_stack)["status"]
     assert {} == listings(clean_stack)
+
+
+def _runs_with_ids(stack: LocalStack, *ids: str) -> None:
+    values = ", ".join(
+        f"('{i}', 'full', 'completed', now() - interval '{n} minutes', now(), 0)"
+        for n, i in enumerate(ids)
+    )
+    stack.psql(
+        "insert into sync_state (id, sync_type, status, started_at, completed_at, exit_code) "
+        f"values {values}"
+    )
+
+
+def test_status_takes_any_unique_prefix_of_an_id(clean_stack: LocalStack, run_cli) -> None:
+    """status 09f4 finds the one run whose id starts so; the list shows 8-digit ids."""
+    _runs_with_ids(
+        clean_stack,
+        "09f4c2e1-0000-4000-8000-000000000001",
+        "7a000000-0000-4000-8000-000000000002",
+    )
+    for prefix in ("09f4", "09F4C2E1", "09f4c2e1-0000-4", "09f4c2e1-0000-4000-8000-000000000001"):
+        r, run = sync(run_cli, "status", prefix)
+        assert 0 == r.returncode, output(r)
+        assert "09f4c2e1-0000-4000-8000-000000000001" == run["id"]
+    r = run_cli("status", env={"COLUMNS": "80"})
+    assert 0 == r.returncode, output(r)
+    assert "09f4c2e1 " in r.stdout and "09f4c2e1-0000" not in r.stdout, r.stdout
+    assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
+
+
+def test_status_refuses_an_ambiguous_or_too_short_prefix(clean_stack: LocalStack, run_cli) -> None:
+    """Two ids starting alike: exit 2 naming both; under four digits: exit 1."""
+    _runs_with_ids(
+        clean_stack,
+        "abcd0000-0000-4000-8000-000000000001",
+        "abcd1111-0000-4000-8000-000000000002",
+    )
+    r = run_cli("status", "abcd")
+    assert 2 == r.returncode, output(r)
+    assert "ambiguous" in r.stderr and "abcd0000" in r.stderr and "abcd1111" in r.stderr, r.stderr
+    r = run_cli("status", "abc")
+    assert 1 == r.returncode, output(r)
+    assert "at least 4 hex digits" in r.stderr, r.stderr
+
+
+def test_status_of_a_selective_run_lists_the_numbers_not_found(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """sync numbers with unknown numbers: status SYNC_ID names them; one word set for counts."""
+    set_sheet(clean_stack, [row("N-1")])
+    r, data = sync(run_cli, "sync", "numbers", "N-1", "X-9", "X-8")
+    assert 1 == r.returncode, output(r)
+    assert (1, 0, 1, 0) == (data["written"], data["unchanged"], data["success"], data["skipped"])
+    r, run = sync(run_cli, "status", data["sync_id"][:8])
+    assert 0 == r.returncode, output(r)
+    assert (["X-9", "X-8"], 2, 1) == (run["not_found"], run["not_found_count"], run["written"])
+    text = run_cli("status", data["sync_id"])
+    assert "Not in the sheet: X-9, X-8" in text.stdout, output(text)

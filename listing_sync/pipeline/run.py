@@ -236,6 +236,7 @@ def _finish(
             skipped_count=report.skipped,
             removed_count=report.removed,
             not_found_count=len(report.not_found),
+            not_found=report.not_found[:MAX_ERROR_DETAILS] or None,
             error_details=report.error_details() or None,
             error_message=error,
             exit_code=exit_code,
