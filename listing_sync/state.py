@@ -33,9 +33,7 @@ ACK_TYPE, ACK_STATUS = "ack", "acknowledged"
 
 def _uuid(digits: str) -> str:
     """Write 32 hex digits as a uuid (8-4-4-4-12)."""
-    return "-".join(
-        (digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:])
-    )
+    return "-".join((digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]))
 
 
 def short_id(sync_id: str, length: int = SHORT_ID) -> str:
