@@ -19,8 +19,11 @@ from collections.abc import Callable, Iterator, Mapping
 import pytest
 
 from devstack import LocalStack
+from devstack.proxy import FaultProxy
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+Sync = Callable[..., "subprocess.CompletedProcess[str]"]
+Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,3 +78,70 @@ def run_cli(stack: LocalStack) -> RunCli:
         )
 
     return run
+
+
+# --- a fault-injecting proxy in front of PostgREST ---------------------------------
+# A test module may set FAST (settings for every run through the proxy).
+
+
+@pytest.fixture
+def proxy(clean_stack: LocalStack) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the stack's PostgREST, counting from zero."""
+    with FaultProxy(clean_stack.postgrest_url) as p:
+        yield p
+
+
+def _proxied_env(
+    request: pytest.FixtureRequest,
+    stack: LocalStack,
+    proxy: FaultProxy,
+    env: Mapping[str, str] | None,
+) -> dict[str, str]:
+    fast = getattr(request.module, "FAST", {})
+    return stack.env(**{"POSTGREST_URL": proxy.url, **fast, **(env or {})})
+
+
+@pytest.fixture
+def sync(request: pytest.FixtureRequest, clean_stack: LocalStack, proxy: FaultProxy) -> Sync:
+    """Run ``listing-sync ARGS`` through the proxy and wait for it."""
+
+    def run(
+        *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "listing_sync", *args],
+            env=_proxied_env(request, clean_stack, proxy, env),
+            text=True,
+            encoding="utf-8",
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def spawn(
+    request: pytest.FixtureRequest, clean_stack: LocalStack, proxy: FaultProxy
+) -> Iterator[Spawn]:
+    """Start ``listing-sync ARGS`` through the proxy without waiting for it."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "listing_sync", *args],
+            env=_proxied_env(request, clean_stack, proxy, env),
+            text=True,
+            encoding="utf-8",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from conftest import Spawn, Sync
 from e2e_util import HEADER, listings, row, runs, set_sheet
 from pingserver import PingRecorder
 
@@ -31,9 +31,6 @@ STATE = "/sync_state"
 FAST = {"SYNC_RETRY_DELAY": "1", "SYNC_RATE_LIMIT": "1000"}
 # The client gives up on an answer after 0.5 s (a held request is past it).
 SHORT_TIMEOUT = {"SYNC_HTTP_TIMEOUT": "0.5"}
-
-Sync = Callable[..., "subprocess.CompletedProcess[str]"]
-Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 def out(r: subprocess.CompletedProcess[str]) -> str:
@@ -60,60 +57,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition still false after {timeout}s")
         time.sleep(0.02)
-
-
-@pytest.fixture
-def proxy(clean_stack: LocalStack) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the stack's PostgREST."""
-    with FaultProxy(clean_stack.postgrest_url) as p:
-        yield p
-        p.release()
-
-
-def _env(stack: LocalStack, proxy: FaultProxy, env: Mapping[str, str] | None) -> dict[str, str]:
-    return stack.env(**{"POSTGREST_URL": proxy.url, **FAST, **(env or {})})
-
-
-@pytest.fixture
-def sync(clean_stack: LocalStack, proxy: FaultProxy) -> Sync:
-    """Run ``listing-sync ARGS`` through the proxy and wait for it."""
-
-    def run(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "listing_sync", *args],
-            env=_env(clean_stack, proxy, env),
-            text=True,
-            encoding="utf-8",
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-
-    return run
-
-
-@pytest.fixture
-def spawn(clean_stack: LocalStack, proxy: FaultProxy) -> Iterator[Spawn]:
-    """Start ``listing-sync ARGS`` through the proxy without waiting for it."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "listing_sync", *args],
-            env=_env(clean_stack, proxy, env),
-            text=True,
-            encoding="utf-8",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 # --- 1. creating a run is idempotent --------------------------------------------------

@@ -13,12 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Spawn, Sync
 
 from devstack import LocalStack
 from devstack.proxy import FaultProxy
@@ -43,9 +43,6 @@ PATIENT = {**TRIP, "SYNC_CIRCUIT_BREAKER_TIMEOUT": "60000"}
 # "Exits within a second": a second of work plus the interpreter's start-up (about
 # 0.6 s idle, more when the 2-core CI machine is busy).
 SOON = 2.0
-
-Sync = Callable[..., "subprocess.CompletedProcess[str]"]
-Spawn = Callable[..., subprocess.Popen[str]]
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -126,59 +123,6 @@ def out(r: subprocess.CompletedProcess[str]) -> str:
 
 
 # --- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def proxy(clean_stack: LocalStack) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the stack's PostgREST, counting from zero."""
-    with FaultProxy(clean_stack.postgrest_url) as p:
-        yield p
-
-
-def _env(stack: LocalStack, proxy: FaultProxy, env: Mapping[str, str] | None) -> dict[str, str]:
-    return stack.env(**{"POSTGREST_URL": proxy.url, **FAST, **(env or {})})
-
-
-@pytest.fixture
-def sync(clean_stack: LocalStack, proxy: FaultProxy) -> Sync:
-    """Run ``listing-sync ARGS`` through the proxy and wait for it."""
-
-    def run(
-        *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "listing_sync", *args],
-            env=_env(clean_stack, proxy, env),
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    return run
-
-
-@pytest.fixture
-def spawn(clean_stack: LocalStack, proxy: FaultProxy) -> Iterator[Spawn]:
-    """Start ``listing-sync ARGS`` through the proxy without waiting for it."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "listing_sync", *args],
-            env=_env(clean_stack, proxy, env),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 # --- PostgREST failures -----------------------------------------------------------
