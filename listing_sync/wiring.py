@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import HEALTH_TIMEOUT, Settings
 from .errors import SyncInterrupted
@@ -198,6 +198,43 @@ def sheets_reader(settings: Settings, guard: Guard) -> SheetsReader:
     )
 
 
+class _Opening:
+    """A Sheets reader built in a background thread, used as the reader itself.
+
+    Building it imports Google's client libraries and reads the key (a few hundred
+    milliseconds of start-up): meanwhile the run takes its lock and makes its first
+    PostgREST requests. An error while building is raised where the reader is used.
+    """
+
+    def __init__(self, build: Callable[[], SheetsReader]) -> None:
+        self._reader: SheetsReader | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._reader = build()
+            except BaseException as exc:  # raised in the thread that uses the reader
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="listing-sync-sheets", daemon=True)
+        self._thread.start()
+
+    def _get(self) -> SheetsReader:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._reader is not None
+        return self._reader
+
+    def read(self) -> Any:
+        return self._get().read()
+
+    def close(self) -> None:
+        self._thread.join()
+        if self._reader is not None:
+            self._reader.close()
+
+
 @dataclass
 class Runtime:
     """The guards, clients and stores of one command, opened by ``open_runtime``."""
@@ -209,7 +246,7 @@ class Runtime:
     postgrest: PostgrestClient
     listings: ListingsStore
     state: SyncStateStore
-    sheets: SheetsReader | None = None  # opened by sync_deps
+    sheets: _Opening | None = None  # opened by sync_deps
 
     def start_budget(self) -> None:
         """Start the run's budget (SYNC_RUN_TIMEOUT) now: waiting for the lock does not spend it."""
@@ -222,7 +259,9 @@ class Runtime:
         from .pipeline.run import SyncDeps
 
         if self.sheets is None:
-            self.sheets = sheets_reader(self.settings, self.guards.sheets)
+            self.settings.require_sheets()  # a missing setting is said at once
+            settings, guard = self.settings, self.guards.sheets
+            self.sheets = _Opening(lambda: sheets_reader(settings, guard))
         return SyncDeps(
             listings=self.listings,
             state=self.state,
