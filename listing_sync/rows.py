@@ -15,6 +15,7 @@ the bookkeeping columns spliced in, what is sent.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -40,6 +41,9 @@ from .schema import LISTINGS, ColumnKind, ListingsTable
 # separators=(",", ":"), ensure_ascii=False) gave before, 4x faster. NaN and infinity
 # never get here (the coercers refuse them).
 _SORTED: Final = orjson.OPT_SORT_KEYS
+_STANDARD: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def json_decimal(value: Decimal) -> int | float | str:
@@ -113,12 +117,17 @@ def canonical_json(row: Mapping[str, Any], keys: Sequence[str] = LISTINGS.hashed
     ``keys`` (default: the sheet-fed columns and extra) narrows it to the columns a
     run writes (a column without header is not).
     """
-    return orjson.dumps({key: row[key] for key in keys}, option=_SORTED)
+    return canonical_values({key: row[key] for key in keys})
 
 
 def canonical_values(values: dict[str, Any]) -> bytes:
     """Return the canonical JSON of ``values`` as ``RowReader`` returns them (all its keys)."""
-    return orjson.dumps(values, option=_SORTED)
+    try:
+        return orjson.dumps(values, option=_SORTED)
+    except TypeError:
+        # orjson stops at 64-bit integers; a longer number kept in extra is still a
+        # number, written as the standard library writes it (the same canonical form).
+        return _STANDARD.encode(values).encode("utf-8")
 
 
 def content_hash(row: Mapping[str, Any]) -> str:

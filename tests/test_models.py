@@ -421,3 +421,17 @@ def test_source_hash_changes_with_source_version(monkeypatch: pytest.MonkeyPatch
     before = source_hash(API_ROW, SIGNATURE)
     monkeypatch.setattr(mapping, "SOURCE_VERSION", mapping.SOURCE_VERSION + 1)
     assert before != source_hash(API_ROW, header_signature(HEADER_MAP))
+
+
+def test_a_number_beyond_64_bits_in_extra_keeps_the_canonical_form() -> None:
+    """A 30-digit number kept in extra is written as the standard library writes JSON."""
+    from listing_sync.rows import canonical_json
+
+    row = dict(payload(EXPECTED), extra={"big": 10**30})
+    expected = json.dumps(
+        {k: row[k] for k in LISTINGS.hashed_columns},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    assert expected == canonical_json(row)
