@@ -123,7 +123,9 @@ def canonical_json(row: Mapping[str, Any], keys: Sequence[str] = LISTINGS.hashed
 def canonical_values(values: dict[str, Any]) -> bytes:
     """Return the canonical JSON of ``values`` as ``RowReader`` returns them (all its keys)."""
     try:
-        return orjson.dumps(values, option=_SORTED)
+        # orjson returns its bytes in an oversized block (4 KB and more for a 600-byte
+        # row); a copy of the exact size keeps 100,000 planned rows at 60 MB, not 400.
+        return bytes(memoryview(orjson.dumps(values, option=_SORTED)))
     except TypeError:
         # orjson stops at 64-bit integers; a longer number kept in extra is still a
         # number, written as the standard library writes it (the same canonical form).

@@ -435,3 +435,20 @@ def test_a_number_beyond_64_bits_in_extra_keeps_the_canonical_form() -> None:
         ensure_ascii=False,
     ).encode()
     assert expected == canonical_json(row)
+
+
+def test_canonical_bytes_take_about_their_length_in_memory() -> None:
+    """100,000 planned rows stay in memory: each row's JSON must not hold a 4 KB block."""
+    import tracemalloc
+
+    from listing_sync.rows import canonical_values
+
+    row = dict(payload(EXPECTED), notes="x" * 600)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [canonical_values(row) for _ in range(1000)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used < 2 * sum(len(b) for b in kept), used
