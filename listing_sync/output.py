@@ -146,11 +146,13 @@ def sync_to_dict(report: SyncReport) -> dict[str, Any]:
 
 def _problem_table(problems: Sequence[Any], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for name in ("row", "property number", "column", "problem"):
+    rows = [p if isinstance(p, dict) else p.to_dict() for p in problems[:MAX_PROBLEM_LINES]]
+    tabs = any(row.get("tab") for row in rows)
+    for name in ("tab", "row", "property number", "column", "problem")[0 if tabs else 1 :]:
         table.add_column(name, overflow="fold")
-    for p in problems[:MAX_PROBLEM_LINES]:
-        row = p if isinstance(p, dict) else p.to_dict()
+    for row in rows:
         table.add_row(
+            *([str(row.get("tab") or "")] if tabs else []),
             str(row.get("row") or ""),
             str(row.get("property_number") or ""),
             str(row.get("column") or ""),
@@ -264,6 +266,8 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
 
 def _problem_line(p: dict[str, Any]) -> str:
     where = f"row {p.get('row')}" if p.get("row") else "row ?"
+    if p.get("tab"):
+        where = f"tab {p['tab']!r} {where}"
     number = p.get("property_number") or "?"
     column = f" column {p['column']}" if p.get("column") else ""
     return f"{where} ({number}){column}: {p.get('message')}"
