@@ -250,8 +250,10 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
         f"{report.failed} failed, {report.skipped} unchanged, {report.removed} removed, "
         f"{len(report.not_found)} not found"
     ]
+    # One tab: its name is in SYNC_SHEET_NAME; several: each line says which (as JSON does).
+    several = report.plan is not None and len(report.plan.tabs) > 1
     for p in report.problems[:5]:
-        lines.append(_problem_line(p.to_dict()))
+        lines.append(_problem_line(p.to_dict(), with_tab=several))
     if len(report.problems) > 5:
         lines.append(
             f"... and {len(report.problems) - 5} more: listing-sync status {report.sync_id}"
@@ -264,9 +266,9 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
     return lines
 
 
-def _problem_line(p: dict[str, Any]) -> str:
+def _problem_line(p: dict[str, Any], *, with_tab: bool = False) -> str:
     where = f"row {p.get('row')}" if p.get("row") else "row ?"
-    if p.get("tab"):
+    if with_tab and p.get("tab"):
         where = f"tab {p['tab']!r} {where}"
     number = p.get("property_number") or "?"
     column = f" column {p['column']}" if p.get("column") else ""
