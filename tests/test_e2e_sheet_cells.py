@@ -101,3 +101,16 @@ def test_formatted_values_cost_one_request_per_chunk(clean_stack: LocalStack, ru
     values_gets = clean_stack.sheets.count("/values/") - 1  # less the header's
     assert (2, 2) == (values_gets, batch_gets(clean_stack))
     assert "06000" in listings(clean_stack)
+
+
+def test_plain_numbers_in_extra_cost_one_request_not_one_per_chunk(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """築年 holds plain numbers over two chunks: asked once, then known to show as General."""
+    header = [*HEADER, "築年"]
+    put(clean_stack, [header, *([*row(f"Y-{i}"), 1990 + i % 30] for i in range(6000))])
+    clean_stack.sheets.reset_counts()
+    data = full_sync(run_cli)
+    assert outcome(total=6000, success=6000) == summary(data)
+    assert (2, 1) == (clean_stack.sheets.count("/values/") - 1, batch_gets(clean_stack))
+    assert {"築年": 1990} == listings(clean_stack)["Y-0"]["extra"]
