@@ -152,7 +152,9 @@ def changed_indices(n: int, fraction: float, *, seed: int) -> set[int]:
     return set(rng.sample(range(n), max(1, round(n * fraction))))
 
 
-def table_rows(rows: list[list[Any]], *, sync_id: str, synced_at: str) -> Iterator[dict[str, Any]]:
+def table_rows(
+    rows: list[list[Any]], *, sync_id: str, synced_at: str, tab: str = "Sheet1"
+) -> Iterator[dict[str, Any]]:
     """Yield the rows the tool writes for ``rows`` (converted by its own code, not timed).
 
     The baselines upsert exactly these objects, bookkeeping columns included, so the
@@ -174,4 +176,5 @@ def table_rows(rows: list[list[Any]], *, sync_id: str, synced_at: str) -> Iterat
         values["synced_at"] = synced_at
         values["removed_at"] = None
         values["last_sync_id"] = sync_id
+        values["source_tab"] = tab
         yield values

@@ -100,6 +100,7 @@ class Bench:
                 self.rows,
                 sync_id=str(uuid.uuid4()),
                 synced_at=datetime.now(UTC).isoformat(),
+                tab=TAB,
             )
         )
         self.csv = baselines.write_csv(self.table_rows, workdir / f"rows-{n}.csv")

@@ -15,8 +15,12 @@ talk to it exactly as they talk to Google:
 
 Cells are stored as the UNFORMATTED_VALUE render (str, int, float, bool; None or ""
 is an empty cell). ``valueRenderOption=FORMATTED_VALUE`` (Google's default) turns
-numbers and booleans into strings the way the "General" format shows them;
-dates cannot be formatted and stay serial numbers (as strings).
+numbers and booleans into strings the way the "General" format shows them, or the
+column's number format when the tab has one (``formats``: zero-padded ``00000``,
+dates ``yyyy/mm/dd``, ``yyyy-mm-dd``, ``yyyy年m月d日``). With UNFORMATTED_VALUE,
+``dateTimeRenderOption=FORMATTED_STRING`` shows the date-formatted cells and leaves
+numbers raw, as Google does. Merged ranges (``merges``) are listed by
+``spreadsheets.get``; their value is only in the top-left cell, as in a real sheet.
 
 Tests inject faults (``fail_next``, ``fail_after``), slow responses (``delay``) and read
 what was asked (``requests``, ``count``).
@@ -34,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -52,6 +56,7 @@ from devstack._util import BackgroundServer
 DEFAULT_ROW_COUNT = 1000
 DEFAULT_COLUMN_COUNT = 26
 TOKEN_LIFETIME = 3600
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SHEETS_SCOPES = frozenset(
     {
         "https://www.googleapis.com/auth/spreadsheets",
@@ -308,6 +313,36 @@ def _trim(row: Iterable[Cell]) -> list[Cell]:
     return out
 
 
+# How cells are rendered: valueRenderOption x dateTimeRenderOption.
+RAW, SHOWN, DATES = "raw", "shown", "dates"
+_DATE_PATTERN = re.compile(r"[yd]", re.IGNORECASE)
+_SERIAL_EPOCH = 693594  # date(1899, 12, 30).toordinal()
+
+
+def is_date_format(pattern: str) -> bool:
+    """Tell whether a number format shows a date."""
+    return bool(_DATE_PATTERN.search(pattern))
+
+
+def apply_format(value: Cell, pattern: str) -> Cell:
+    """Show a number with ``pattern`` (the few formats tests use); other cells as General."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _format_cell(value)
+    if is_date_format(pattern):
+        from datetime import date
+
+        day = date.fromordinal(_SERIAL_EPOCH + int(value))
+        text = pattern.replace("yyyy", f"{day.year:04d}")
+        if "mm" in text:
+            text = text.replace("mm", f"{day.month:02d}").replace("dd", f"{day.day:02d}")
+        else:
+            text = text.replace("m", str(day.month)).replace("d", str(day.day))
+        return text
+    if pattern and set(pattern) <= {"0", "#"}:
+        return str(round(value)).zfill(pattern.count("0"))
+    return _format_cell(value)
+
+
 def _format_cell(value: Cell) -> Cell:
     """FORMATTED_VALUE as the "General" number format would show it."""
     if isinstance(value, bool):
@@ -330,37 +365,75 @@ class _Tab:
         rows: Sequence[Sequence[Cell]],
         row_count: int | None,
         column_count: int | None,
+        hidden: bool = False,
+        formats: dict[int, str] | None = None,
+        merges: Sequence[CellBox] = (),
     ) -> None:
         self.title = title
         self.sheet_id = sheet_id
         self.index = index
+        self.hidden = hidden
+        self.formats = dict(formats or {})  # 0-based column -> number format pattern
+        self.merges = list(merges)
         self.rows: list[list[Cell]] = [_trim(r) for r in rows]
         self.width = max((len(r) for r in self.rows), default=0)
         self.row_count = row_count or max(DEFAULT_ROW_COUNT, len(self.rows))
         self.column_count = column_count or max(DEFAULT_COLUMN_COUNT, self.width)
         self._lock = threading.Lock()
-        self._encoded: dict[bool, list[bytes]] = {False: [_dumps(r).encode() for r in self.rows]}
+        self._encoded: dict[str, list[bytes]] = {RAW: [_dumps(r).encode() for r in self.rows]}
+        if not any(is_date_format(p) for p in self.formats.values()):
+            self._encoded[DATES] = self._encoded[RAW]
 
-    def encoded(self, formatted: bool) -> list[bytes]:
+    def render(self, column: int, value: Cell, mode: str) -> Cell:
+        """One cell as ``mode`` shows it."""
+        if mode == RAW:
+            return value
+        pattern = self.formats.get(column, "")
+        if mode == SHOWN:
+            return apply_format(value, pattern)
+        if is_date_format(pattern) and isinstance(value, int | float):
+            return apply_format(value, pattern)  # DATES: dates as shown, numbers raw
+        return value
+
+    def encoded(self, mode: str) -> list[bytes]:
         """Each full row as JSON bytes (built once per render option)."""
         with self._lock:
-            enc = self._encoded.get(formatted)
+            enc = self._encoded.get(mode)
             if enc is None:
-                enc = [_dumps([_format_cell(v) for v in r]).encode() for r in self.rows]
-                self._encoded[formatted] = enc
+                enc = [
+                    _dumps([self.render(c, v, mode) for c, v in enumerate(r)]).encode()
+                    for r in self.rows
+                ]
+                self._encoded[mode] = enc
             return enc
 
     def properties(self) -> dict[str, Any]:
-        """The sheet's ``properties`` object."""
-        return {
+        """The sheet's ``properties`` object (Google sends ``hidden`` only when true)."""
+        props: dict[str, Any] = {
             "sheetId": self.sheet_id,
             "title": self.title,
             "index": self.index,
             "sheetType": "GRID",
             "gridProperties": {"rowCount": self.row_count, "columnCount": self.column_count},
         }
+        if self.hidden:
+            props["hidden"] = True
+        return props
 
-    def value_range(self, box: CellBox, *, formatted: bool, major: str) -> bytes:
+    def grid_ranges(self) -> list[dict[str, Any]]:
+        """The tab's ``merges``: GridRanges, 0-based, end-exclusive."""
+        return [
+            {
+                "sheetId": self.sheet_id,
+                "startRowIndex": box.r0,
+                "endRowIndex": box.r1,
+                "startColumnIndex": box.c0,
+                "endColumnIndex": box.c1,
+            }
+            for box in self.merges
+        ]
+
+    def value_range(self, box: CellBox, *, mode: str, major: str) -> bytes:
         """A ValueRange JSON document for ``box`` within this tab."""
         r0 = box.r0 or 0
         c0 = box.c0 or 0
@@ -376,12 +449,15 @@ class _Tab:
         hi = min(r1, len(self.rows))
         window: list[bytes]
         if major == "COLUMNS":
-            window = self._columns(r0, hi, c0, c1, formatted)
+            window = self._columns(r0, hi, c0, c1, mode)
         elif c0 == 0 and c1 >= self.width:
-            window = self.encoded(formatted)[r0:hi]
+            window = self.encoded(mode)[r0:hi]
         else:
-            conv: Callable[[Cell], Cell] = _format_cell if formatted else (lambda v: v)
-            window = [_dumps(_trim(conv(v) for v in r[c0:c1])).encode() for r in self.rows[r0:hi]]
+            render = self.render
+            window = [
+                _dumps(_trim(render(c0 + i, v, mode) for i, v in enumerate(r[c0:c1]))).encode()
+                for r in self.rows[r0:hi]
+            ]
         n = len(window)
         while n and window[n - 1] == b"[]":
             n -= 1
@@ -391,13 +467,13 @@ class _Tab:
             window = window[:n]
         return head + b'","values":[' + b",".join(window) + b"]}"
 
-    def _columns(self, r0: int, r1: int, c0: int, c1: int, formatted: bool) -> list[bytes]:
+    def _columns(self, r0: int, r1: int, c0: int, c1: int, mode: str) -> list[bytes]:
         rows = self.rows[r0:r1]
         width = min(c1, max((len(r) for r in rows), default=0))
         out = []
         for c in range(c0, width):
             col = _trim(r[c] if c < len(r) else "" for r in rows)
-            out.append(_dumps([_format_cell(v) for v in col] if formatted else col).encode())
+            out.append(_dumps([self.render(c, v, mode) for v in col]).encode())
         return out
 
 
@@ -406,6 +482,8 @@ class _Spreadsheet:
         self.spreadsheet_id = spreadsheet_id
         self.title = spreadsheet_id
         self.tabs: dict[str, _Tab] = {}
+        # name -> (tab title, cells): a named range, usable wherever a range is.
+        self.named: dict[str, tuple[str, CellBox]] = {}
 
     def resolve(self, a1: str) -> tuple[_Tab, CellBox]:
         sheet, cells = split_sheet(a1)
@@ -413,6 +491,9 @@ class _Spreadsheet:
             assert cells is not None
             if cells in self.tabs:
                 return self.tabs[cells], CellBox(None, None, None, None)
+            if cells in self.named:
+                title, box = self.named[cells]
+                return self.tabs[title], box
             if not self.tabs:
                 raise RangeError(a1)
             return next(iter(self.tabs.values())), parse_cells(cells)
@@ -430,9 +511,35 @@ class _Spreadsheet:
                 "autoRecalc": "ON_CHANGE",
                 "timeZone": "Asia/Tokyo",
             },
-            "sheets": [{"properties": tab.properties()} for tab in self.tabs.values()],
+            "sheets": [
+                {
+                    "properties": tab.properties(),
+                    **({"merges": m} if (m := tab.grid_ranges()) else {}),
+                }
+                for tab in self.tabs.values()
+            ],
             "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}/edit",
+            **({"namedRanges": self._named_ranges()} if self.named else {}),
         }
+
+    def _named_ranges(self) -> list[dict[str, Any]]:
+        """The ``namedRanges`` of the document: GridRanges, 0-based, end-exclusive.
+
+        Like Google, an open side of the range (``A3:P``) has no index at all.
+        """
+        out = []
+        for i, (name, (title, box)) in enumerate(self.named.items()):
+            grid: dict[str, Any] = {"sheetId": self.tabs[title].sheet_id}
+            for key, value in (
+                ("startRowIndex", box.r0),
+                ("endRowIndex", box.r1),
+                ("startColumnIndex", box.c0),
+                ("endColumnIndex", box.c1),
+            ):
+                if value is not None:
+                    grid[key] = value
+            out.append({"namedRangeId": f"nr{i:08d}", "name": name, "range": grid})
+        return out
 
 
 # --------------------------------------------------------------------------- recording, faults
@@ -610,6 +717,8 @@ class SheetsServer(BackgroundServer):
         self._tokens: dict[str, _Grant] = {}
         self._keys: dict[str, tuple[str, rsa.RSAPublicKey]] = {}  # email -> (kid, key)
         self.errors: list[str] = []  # unexpected exceptions while serving
+        self._subject_tokens: dict[str, str] = {}  # STS: trusted subject token -> principal
+        self.exchanges: list[str] = []  # STS: the audience of each token exchanged
         if key_file is not None:
             self.register_key_file(key_file)
 
@@ -617,6 +726,11 @@ class SheetsServer(BackgroundServer):
     def token_uri(self) -> str:
         """The ``token_uri`` to put in a service-account key file."""
         return self.url + "/token"
+
+    @property
+    def sts_url(self) -> str:
+        """The ``token_url`` (STS) to put in an ``external_account`` file."""
+        return self.url + "/v1/token"
 
     # -- data --------------------------------------------------------------------------
     def set_sheet(
@@ -627,11 +741,16 @@ class SheetsServer(BackgroundServer):
         *,
         row_count: int | None = None,
         column_count: int | None = None,
+        hidden: bool = False,
+        formats: dict[str, str] | None = None,
+        merges: Sequence[str] = (),
     ) -> None:
         """Create or replace a tab; the first tab added to a spreadsheet is its first tab.
 
         ``row_count``/``column_count`` set gridProperties (default: the data's size, at
-        least 1000 x 26 like a new Google sheet).
+        least 1000 x 26 like a new Google sheet). ``hidden``: hidden from the sheet's users.
+        ``formats``: {column letters: number format} (``{"A": "00000"}``). ``merges``: A1
+        ranges merged in the sheet (``["C5:C7"]``); put their value in the top-left cell.
         """
         with self._lock:
             book = self._spreadsheets.get(spreadsheet_id)
@@ -645,10 +764,23 @@ class SheetsServer(BackgroundServer):
                 if book.tabs:
                     self._next_sheet_id += 1
                 index = len(book.tabs)
-        new = _Tab(tab, sheet_id, index, rows, row_count, column_count)  # slow part: no lock
+        by_index = {column_index(k): v for k, v in (formats or {}).items()}
+        boxes = [parse_cells(m) for m in merges]
+        new = _Tab(  # the slow part: outside the lock
+            tab, sheet_id, index, rows, row_count, column_count, hidden, by_index, boxes
+        )
         with self._lock:
             book = self._spreadsheets.setdefault(spreadsheet_id, _Spreadsheet(spreadsheet_id))
             book.tabs[tab] = new
+
+    def set_named_range(self, spreadsheet_id: str, name: str, tab: str, cells: str) -> None:
+        """Name the range ``cells`` (A1, like ``A3:P``) of ``tab``."""
+        box = parse_cells(cells)
+        with self._lock:
+            book = self._spreadsheets[spreadsheet_id]
+            if tab not in book.tabs:
+                raise KeyError(tab)
+            book.named[name] = (tab, box)
 
     def set_title(self, spreadsheet_id: str, title: str) -> None:
         """Set the spreadsheet's title (defaults to its id)."""
@@ -682,6 +814,8 @@ class SheetsServer(BackgroundServer):
             self._delays.clear()
             self._requests.clear()
             self.errors.clear()
+            self._subject_tokens.clear()
+            self.exchanges.clear()
 
     # -- auth --------------------------------------------------------------------------
     def register_key_file(self, path: Path) -> None:
@@ -910,7 +1044,12 @@ class SheetsServer(BackgroundServer):
             return 404, google_error(404, "NOT_FOUND"), []
         fields = query.get("fields", [None])[0]
         rest = segments[4:]
-        formatted = query.get("valueRenderOption", ["FORMATTED_VALUE"])[0] == "FORMATTED_VALUE"
+        render = query.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
+        dates = query.get("dateTimeRenderOption", ["SERIAL_NUMBER"])[0]
+        # Google ignores dateTimeRenderOption when values are rendered formatted.
+        mode = (
+            SHOWN if render == "FORMATTED_VALUE" else DATES if dates == "FORMATTED_STRING" else RAW
+        )
         major = query.get("majorDimension", ["ROWS"])[0]
         if major not in ("ROWS", "COLUMNS", "DIMENSION_UNSPECIFIED"):
             return (
@@ -924,14 +1063,14 @@ class SheetsServer(BackgroundServer):
                 return 200, self._masked(_dumps(book.document()).encode(), fields), []
             if rest[0] == "values" and len(rest) == 2:
                 tab, box = book.resolve(rest[1])
-                payload = tab.value_range(box, formatted=formatted, major=major)
+                payload = tab.value_range(box, mode=mode, major=major)
                 return 200, self._masked(payload, fields), []
             if rest == ["values:batchGet"]:
                 ranges = query.get("ranges", [])
                 parts = []
                 for a1 in ranges:
                     tab, box = book.resolve(a1)
-                    parts.append(tab.value_range(box, formatted=formatted, major=major))
+                    parts.append(tab.value_range(box, mode=mode, major=major))
                 payload = b'{"spreadsheetId":' + _dumps(book.spreadsheet_id).encode()
                 if parts:
                     payload += b',"valueRanges":[' + b",".join(parts) + b"]"
@@ -1007,6 +1146,8 @@ class SheetsServer(BackgroundServer):
     def _token(self, body: bytes) -> Response:
         form = parse_qs(body.decode("utf-8", "replace"))
         grant_type = form.get("grant_type", [""])[0]
+        if grant_type == TOKEN_EXCHANGE:
+            return self._exchange(form)
         if grant_type != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             err = {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: "}
             return 400, _dumps(err).encode(), []
@@ -1025,6 +1166,46 @@ class SheetsServer(BackgroundServer):
         with self._lock:
             self._tokens[token] = grant
         reply = {"access_token": token, "expires_in": TOKEN_LIFETIME, "token_type": "Bearer"}
+        return 200, _dumps(reply).encode(), [("Cache-Control", "no-cache, no-store")]
+
+    def trust_subject_token(self, token: str, principal: str) -> None:
+        """Accept ``token`` (an OIDC/SAML token of another identity provider) at the STS.
+
+        Once any is trusted, the token exchange refuses every other subject token.
+        """
+        with self._lock:
+            self._subject_tokens[token] = principal
+
+    def _exchange(self, form: dict[str, list[str]]) -> Response:
+        """The STS token exchange (RFC 8693) of workload identity federation."""
+        subject = form.get("subject_token", [""])[0]
+        audience = form.get("audience", [""])[0]
+        with self._lock:
+            trusted = dict(self._subject_tokens)
+        if not subject or not audience or not form.get("subject_token_type", [""])[0]:
+            err = {
+                "error": "invalid_request",
+                "error_description": "subject_token, subject_token_type and audience are required",
+            }
+            return 400, _dumps(err).encode(), []
+        if trusted and subject not in trusted:
+            err = {
+                "error": "invalid_grant",
+                "error_description": "The token is invalid or does not match the audience.",
+            }
+            return 400, _dumps(err).encode(), []
+        scopes = frozenset(form.get("scope", [""])[0].split())
+        principal = trusted.get(subject, audience)
+        token = "ya29.sts-" + secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = _Grant(principal, scopes, time.time() + TOKEN_LIFETIME)
+            self.exchanges.append(audience)
+        reply = {
+            "access_token": token,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+        }
         return 200, _dumps(reply).encode(), [("Cache-Control", "no-cache, no-store")]
 
 

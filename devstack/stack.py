@@ -163,6 +163,12 @@ class LocalStack:
             "SYNC_SPREADSHEET_ID": self.spreadsheet_id,
             "SYNC_SHEETS_API_ENDPOINT": self.sheets.url,
             "SYNC_STATE_DIR": str(self.state_dir),
+            # Keep google-auth's Application Default Credentials search on this machine:
+            # no developer's own gcloud login, and the "metadata server" it probes is the
+            # local Sheets server (which is no GCE metadata server), never 169.254.169.254.
+            "CLOUDSDK_CONFIG": str(self.workdir / "gcloud"),
+            "GCE_METADATA_HOST": self.sheets.url.split("://", 1)[1],
+            "GCE_METADATA_IP": self.sheets.url.split("://", 1)[1],
         }
         for name in ("PATH", "HOME", "LANG"):
             if name in os.environ:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .areas import is_named_range, parse_a1_area, parse_tab_names
 from .errors import ConfigError
 
 
@@ -92,6 +93,14 @@ class Settings:
     quota_window: float = 70.0  # seconds
     # Several offices on one host (listing-sync@<office>): labels every metric.
     instance: str | None = None
+    # SYNC_SHEET_NAME read as a list: () the first tab, ("*",) every visible tab.
+    sheet_tabs: tuple[str, ...] = ()
+    # SYNC_SHEET_RANGE: an A1 range within each tab (header in its first row) or a named range.
+    sheet_range: str | None = None
+    # Sign in as this service account (SYNC_GOOGLE_IMPERSONATE), or as this Workspace user
+    # (SYNC_GOOGLE_SUBJECT, domain-wide delegation).
+    google_impersonate: str | None = None
+    google_subject: str | None = None
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory (0700) if needed; a path that cannot be one is a setting."""
@@ -107,18 +116,34 @@ class Settings:
         return self.state_dir
 
     def require_sheets(self) -> None:
-        """Fail unless the settings needed to read the sheet are present."""
-        if self.google_credentials is None:
-            raise ConfigError(
-                "GOOGLE_APPLICATION_CREDENTIALS is not set: point it at the service-account "
-                "key file (JSON) that can read the sheet"
-            )
+        """Fail unless the settings needed to read the sheet are present.
+
+        Every Google credentials file holds a secret (a private key, a refresh token,
+        a federation token source): each must be private to its user. Without
+        GOOGLE_APPLICATION_CREDENTIALS, gcloud's application-default file is used if
+        present, else the metadata server of a Google Cloud VM.
+        """
         if not self.spreadsheet_id:
             raise ConfigError(
                 "SYNC_SPREADSHEET_ID is not set: use the id from the sheet's URL "
                 "(https://docs.google.com/spreadsheets/d/<ID>/edit)"
             )
-        check_private_file(self.google_credentials, "GOOGLE_APPLICATION_CREDENTIALS")
+        if self.google_credentials is not None:
+            check_private_file(self.google_credentials, "GOOGLE_APPLICATION_CREDENTIALS")
+            return
+        gcloud = gcloud_credentials_file()
+        if gcloud.is_file():
+            check_private_file(gcloud, "gcloud application-default credentials")
+
+
+def _email(src: _Source, name: str) -> str | None:
+    _, value = src.get(name)
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value:
+        raise ConfigError(f"{name}: {value!r} is not an account's email address")
+    return value
 
 
 # Every name a config file may hold. load_settings also accepts any name it asked for,
@@ -133,6 +158,9 @@ KNOWN_SETTINGS = frozenset(
         "GOOGLE_APPLICATION_CREDENTIALS",
         "SYNC_SPREADSHEET_ID",
         "SYNC_SHEET_NAME",
+        "SYNC_SHEET_RANGE",
+        "SYNC_GOOGLE_IMPERSONATE",
+        "SYNC_GOOGLE_SUBJECT",
         "SYNC_SHEETS_API_ENDPOINT",
         "SYNC_MAPPING",
         "SYNC_BATCH_SIZE",
@@ -268,6 +296,14 @@ def _in_credentials_directory(path: Path) -> bool:
         return path.resolve().is_relative_to(Path(creds_dir).resolve())
     except OSError:
         return False
+
+
+def gcloud_credentials_file() -> Path:
+    """Return where ``gcloud auth application-default login`` writes its credentials."""
+    root = os.environ.get("CLOUDSDK_CONFIG")
+    if root:
+        return Path(root) / "application_default_credentials.json"
+    return Path.home() / ".config" / "gcloud" / "application_default_credentials.json"
 
 
 def check_private_file(path: Path, variable: str) -> None:
@@ -461,12 +497,29 @@ def load_settings(
     if ping_url is not None:
         ping_url = _check_url("SYNC_PING_URL", ping_url, allow_insecure_http=True)
 
+    sheet_name = src.get("SYNC_SHEET_NAME")[1]
+    sheet_range = src.get("SYNC_SHEET_RANGE")[1]
+    if sheet_range is not None:
+        sheet_range = sheet_range.strip()
+        if parse_a1_area(sheet_range) is None and not is_named_range(sheet_range):
+            raise ConfigError(
+                f"SYNC_SHEET_RANGE: {sheet_range!r} is neither an A1 range within the tab "
+                "(like A3:P: the header is its first row) nor the name of a named range"
+            )
+
+    google_impersonate = _email(src, "SYNC_GOOGLE_IMPERSONATE")
+    google_subject = _email(src, "SYNC_GOOGLE_SUBJECT")
+
     return Settings(
         postgrest_url=postgrest_url,
         service_role_key=SecretStr("") if local_only else _service_role_key(src),
         google_credentials=src.path("GOOGLE_APPLICATION_CREDENTIALS"),
         spreadsheet_id=src.get("SYNC_SPREADSHEET_ID")[1],
-        sheet_name=src.get("SYNC_SHEET_NAME")[1],
+        sheet_name=sheet_name,
+        sheet_tabs=parse_tab_names(sheet_name) if sheet_name else (),
+        sheet_range=sheet_range or None,
+        google_impersonate=google_impersonate,
+        google_subject=google_subject,
         sheets_api_endpoint=sheets_api_endpoint,
         mapping_file=mapping_file,
         # Not the seed's 100 rows at 10 requests/s (1,000 rows/s: 100 s for 100,000 at any

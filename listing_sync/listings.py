@@ -28,6 +28,7 @@ class StoredListing(NamedTuple):
     content_hash: str | None
     removed_at: str | None
     source_hash: str | None
+    source_tab: str | None = None
 
     @property
     def active(self) -> bool:
@@ -77,7 +78,7 @@ class ListingsStore:
     def stored(self, numbers: Sequence[str] | None = None) -> dict[str, StoredListing]:
         """Return {property number: StoredListing}: every listing, or only ``numbers``."""
         key = self.table.key
-        select = f"{key},content_hash,removed_at,source_hash"
+        select = f"{key},content_hash,removed_at,source_hash,source_tab"
         rows: Iterable[dict[str, Any]]
         if numbers is None:
             rows = self.client.select_pages(
@@ -88,7 +89,12 @@ class ListingsStore:
                 self.table.name, select=select, column=key, values=list(dict.fromkeys(numbers))
             )
         return {
-            r[key]: StoredListing(r.get("content_hash"), r.get("removed_at"), r.get("source_hash"))
+            r[key]: StoredListing(
+                r.get("content_hash"),
+                r.get("removed_at"),
+                r.get("source_hash"),
+                r.get("source_tab"),
+            )
             for r in rows
         }
 

@@ -151,11 +151,13 @@ def sync_to_dict(report: SyncReport) -> dict[str, Any]:
 
 def _problem_table(problems: Sequence[Any], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for name in ("row", "property number", "column", "problem"):
+    rows = [p if isinstance(p, dict) else p.to_dict() for p in problems[:MAX_PROBLEM_LINES]]
+    tabs = any(row.get("tab") for row in rows)
+    for name in ("tab", "row", "property number", "column", "problem")[0 if tabs else 1 :]:
         table.add_column(name, overflow="fold")
-    for p in problems[:MAX_PROBLEM_LINES]:
-        row = p if isinstance(p, dict) else p.to_dict()
+    for row in rows:
         table.add_row(
+            *([str(row.get("tab") or "")] if tabs else []),
             str(row.get("row") or ""),
             str(row.get("property_number") or ""),
             str(row.get("column") or ""),
@@ -260,8 +262,10 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
         f"{report.failed} failed, {report.skipped} unchanged, {report.removed} removed, "
         f"{len(report.not_found)} not found"
     ]
+    # One tab: its name is in SYNC_SHEET_NAME; several: each line says which (as JSON does).
+    several = report.plan is not None and len(report.plan.tabs) > 1
     for p in report.problems[:5]:
-        lines.append(_problem_line(p.to_dict()))
+        lines.append(_problem_line(p.to_dict(), with_tab=several))
     if len(report.problems) > 5:
         lines.append(
             f"... and {len(report.problems) - 5} more: listing-sync status {report.sync_id}"
@@ -274,8 +278,10 @@ def sync_problem_lines(report: SyncReport) -> list[str]:
     return lines
 
 
-def _problem_line(p: dict[str, Any]) -> str:
+def _problem_line(p: dict[str, Any], *, with_tab: bool = False) -> str:
     where = f"row {p.get('row')}" if p.get("row") else "row ?"
+    if with_tab and p.get("tab"):
+        where = f"tab {p['tab']!r} {where}"
     number = p.get("property_number") or "?"
     column = f" column {p['column']}" if p.get("column") else ""
     return f"{where} ({number}){column}: {p.get('message')}"

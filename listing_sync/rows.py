@@ -152,6 +152,7 @@ class RowProblem:
     column: str | None  # table column name, or header text for an extra column
     message: str
     value: object | None  # the raw cell value, for the report
+    tab: str | None = None  # the sheet tab of ``row`` (a run may read several)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the problem as a JSON-ready dict (NUL and lone surrogates escaped)."""

@@ -146,5 +146,12 @@ LISTINGS: Final = ListingsTable(
     ),
     extra="extra",
     # Written on every upsert besides the sheet-fed columns, in this order.
-    bookkeeping=("content_hash", "source_hash", "synced_at", "removed_at", "last_sync_id"),
+    bookkeeping=(
+        "content_hash",
+        "source_hash",
+        "synced_at",
+        "removed_at",
+        "last_sync_id",
+        "source_tab",
+    ),
 )

@@ -184,16 +184,19 @@ def postgrest_client(settings: Settings, guard: Guard, *, probe: bool = False) -
 
 def sheets_reader(settings: Settings, guard: Guard) -> SheetsReader:
     """Return a reader for the configured spreadsheet (imports Google's libraries)."""
-    from .sheets import SheetsReader
+    from .sheets import SheetsReader, SignIn
 
     settings.require_sheets()
-    assert settings.google_credentials is not None and settings.spreadsheet_id is not None
+    assert settings.spreadsheet_id is not None
     return SheetsReader(
         spreadsheet_id=settings.spreadsheet_id,
-        credentials_file=settings.google_credentials,
+        sign_in=SignIn(
+            settings.google_credentials, settings.google_impersonate, settings.google_subject
+        ),
         endpoint=settings.sheets_api_endpoint,
         guard=guard,
-        tab_name=settings.sheet_name,
+        tab_names=settings.sheet_tabs,
+        sheet_range=settings.sheet_range,
         timeout=max(settings.http_timeout, 60.0),
     )
 

@@ -63,7 +63,8 @@ create table if not exists public.property_listings (
     source_hash      text,                -- digest of the sheet row's raw cells (skips re-validation)
     synced_at        timestamptz,         -- last time listing-sync wrote this row
     removed_at       timestamptz,         -- set when the listing left the sheet; never deleted
-    last_sync_id     uuid
+    last_sync_id     uuid,
+    source_tab       text                 -- the sheet tab the listing was last read from
 );
 
 -- Columns added after the first release: add them on existing tables too.
@@ -72,6 +73,7 @@ alter table public.property_listings add column if not exists content_hash text;
 alter table public.property_listings add column if not exists source_hash text;
 alter table public.property_listings add column if not exists removed_at timestamptz;
 alter table public.property_listings add column if not exists last_sync_id uuid;
+alter table public.property_listings add column if not exists source_tab text;
 
 create index if not exists idx_property_listings_active
     on public.property_listings (property_number) where removed_at is null;

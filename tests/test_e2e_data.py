@@ -297,6 +297,7 @@ def test_duplicate_property_numbers_are_all_refused_and_reported(
             "column": "property_number",
             "message": message,
             "value": "K-1",
+            "tab": "Listings",
         }
         for r in (2, 4)
     ]

@@ -819,8 +819,9 @@ def test_google_key_file_of_the_wrong_shape_is_a_configuration_error(
     r = run_cli("sync", "all", env={**FAST, "GOOGLE_APPLICATION_CREDENTIALS": str(google)})
     assert 78 == r.returncode, r.stdout + r.stderr
     assert [
-        f"listing-sync: error: GOOGLE_APPLICATION_CREDENTIALS: {google} is not a usable "
-        "service-account key file: it is JSON, but not an object with a service account's fields"
+        f"listing-sync: error: GOOGLE_APPLICATION_CREDENTIALS: {google} is not a Google "
+        "credentials file (type None; expected one of service_account, authorized_user, "
+        "external_account, external_account_authorized_user, impersonated_service_account)"
     ] == lines(r.stderr)
 
 

@@ -301,6 +301,7 @@ def test_a_bad_cell_fails_its_row_only_and_is_recorded(clean_stack: LocalStack, 
         "column": "price",
         "message": "not a price (e.g. 1,280万円 or ¥12,800,000); the cell holds '応相談'",
         "value": "応相談",
+        "tab": "Listings",
     }
     assert [problem] == data["problems"]
     assert ["B-1", "B-3"] == list(listings(clean_stack))

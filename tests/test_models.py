@@ -225,6 +225,7 @@ def test_problem_to_dict() -> None:
         "column": "price",
         "message": "not a price",
         "value": "応相談",
+        "tab": None,
     }
     assert expected == problem.to_dict()
     json.dumps(problem.to_dict())

@@ -10,8 +10,9 @@ import pytest
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
+from listing_sync.areas import a1_tab
 from listing_sync.errors import PermanentError, RemoteError, TransientError
-from listing_sync.sheets import a1_tab, chunk_rows_for, translate_google_error
+from listing_sync.sheets import chunk_rows_for, translate_google_error
 
 
 def http_error(

@@ -46,6 +46,7 @@ class Plan:
     """Everything a run will do, decided before anything is written."""
 
     tab: str = ""
+    tabs: tuple[str, ...] = ()  # in the order they were read
     sheet_rows: int = 0
     new: list[ValidRow] = field(default_factory=list)
     changed: list[ValidRow] = field(default_factory=list)
@@ -65,6 +66,11 @@ class Plan:
     notices: list[str] = field(default_factory=list)
     # The upsert's columns; None: every column the table declares.
     write_columns: tuple[str, ...] | None = None
+
+    def problem_order(self, problem: RowProblem) -> tuple[int, int]:
+        """Sort key of a problem: tabs in reading order, then sheet rows."""
+        tab = problem.tab or ""
+        return (self.tabs.index(tab) if tab in self.tabs else 0, problem.row)
 
     @property
     def to_write(self) -> list[ValidRow]:
@@ -112,6 +118,8 @@ def _needs_write(request: SyncRequest, stored: StoredListing, row: ValidRow) -> 
         # (A known digest that differs only because a cell was retyped to an equal
         # value stays unchanged and unwritten; the row is validated again next run.)
         or stored.source_hash is None
+        # Moved to another tab: same values, but source_tab must follow it.
+        or stored.source_tab != row.tab
     )
 
 
@@ -131,39 +139,48 @@ def make_plan(
     wanted = set(request.numbers) if request.sync_type == "selective" else None
     existing: dict[str, StoredListing] = {}
 
-    def trusted(number: str, digest: str) -> bool:
+    def trusted(number: str, digest: str, tab: str) -> bool:
         if wanted is not None and number not in wanted:
             return True  # not asked for: neither validated nor written nor reported
         if request.force:
             return False
         stored = existing.get(number)
-        return stored is not None and stored.source_hash == digest and stored.active
+        return (
+            stored is not None
+            and stored.source_hash == digest
+            and stored.active
+            and stored.source_tab == tab
+        )
 
     # The tab and header now (a bad sheet setting fails before the table is read), the
     # rows lazily once the table's hashes are known.
     reading = read_listings(source, aliases, progress, trusted, table)
     omitted, notices = _missing_columns(reading, listings, request, aliases)
     # A column the office added that no header maps to is not ours to write.
-    omitted = (*omitted, *reading.header_map.unused)
+    omitted = (*omitted, *sorted(reading.unused))
     progress.phase("reading table")
     existing.update(listings.stored(None if wanted is None else request.numbers))
     progress.phase("reading sheet")
 
     # None: a row trusted as unchanged, never validated.
     valid: dict[str, ValidRow | None] = {}
-    rows_by_number: dict[str, list[int]] = {}
+    # Where each key was seen: (tab, sheet row); a key on two tabs is a duplicate too.
+    rows_by_number: dict[str, list[tuple[str, int]]] = {}
     for read in reading:
         if wanted is not None and read.number not in wanted:
             continue
-        rows_by_number.setdefault(read.number, []).append(read.row)
+        rows_by_number.setdefault(read.number, []).append((read.tab, read.row))
         if read.number not in valid:
             valid[read.number] = read.valid
 
     plan = Plan(
         tab=reading.tab,
+        tabs=tuple(t.tab for t in reading.tabs),
         sheet_rows=reading.rows_seen,
         warnings=reading.warnings,
-        notices=list(dict.fromkeys([*reading.header_map.warnings, *notices])),
+        notices=list(
+            dict.fromkeys([*(w for t in reading.tabs for w in t.header_map.warnings), *notices])
+        ),
     )
     if omitted:
         plan.omitted = omitted
@@ -179,30 +196,33 @@ def make_plan(
         if p.property_number is None:
             continue
         claimed = rows_by_number.setdefault(p.property_number, [])
-        if p.row not in claimed:
-            claimed.append(p.row)
+        if (p.tab or "", p.row) not in claimed:
+            claimed.append((p.tab or "", p.row))
 
     # Duplicate keys: write none of them, keep the table's value, name every row.
+    order = {t.tab: i for i, t in enumerate(reading.tabs)}
+    several = len(reading.tabs) > 1
     for number, rows in rows_by_number.items():
         if len(rows) > 1:
             from ..rows import RowProblem
 
-            rows.sort()
+            rows.sort(key=lambda where: (order.get(where[0], 0), where[1]))
             valid.pop(number, None)
             plan.invalid_numbers.add(number)
-            where = ", ".join(str(r) for r in rows)
-            for r in rows:
+            where = _places(rows, several)
+            for tab, r in rows:
                 plan.problems.append(
                     RowProblem(
                         row=r,
                         property_number=number,
                         column=table.key,
-                        message=f"duplicate property number {number!r} in sheet rows {where}; "
+                        message=f"duplicate property number {number!r} in {where}; "
                         "none of them was written",
                         value=number,
+                        tab=tab or None,
                     )
                 )
-    plan.problems.sort(key=lambda p: p.row)
+    plan.problems.sort(key=plan.problem_order)
 
     if wanted is not None:
         found = set(valid) | plan.invalid_numbers
@@ -228,6 +248,13 @@ def make_plan(
     return plan
 
 
+def _places(rows: list[tuple[str, int]], several_tabs: bool) -> str:
+    """Name sheet rows: "sheet rows 3, 7", or "販売中 row 3, 成約済 row 9" across tabs."""
+    if not several_tabs:
+        return "sheet rows " + ", ".join(str(r) for _, r in rows)
+    return ", ".join(f"tab {tab!r} row {r}" for tab, r in rows)
+
+
 def _missing_columns(
     reading: SheetReading,
     listings: ListingsStore,
@@ -243,40 +270,49 @@ def _missing_columns(
     (nothing is written yet) unless the operator allows it, and is then left as stored.
     A column never filled only warns, on stderr too, so cron mails it.
     """
-    header_map = reading.header_map
-    if not header_map.missing:
-        return (), []
     notices: list[str] = []
-    headers = list(header_map.extra.values())
-    found = ", ".join(repr(h) for h in headers) or "none"
     filled: list[str] = []
-    empty: list[str] = []
-    for column in header_map.missing:
-        if not listings.has_values(column):
-            empty.append(column)
+    holds: dict[str, bool] = {}  # column -> the table holds values in it (asked once)
+    # Every tab is checked: a tab whose header lacks the column would empty it for its rows.
+    for tab in reading.tabs:
+        header_map = tab.header_map
+        if not header_map.missing:
             continue
-        if not request.allow_missing_columns:
-            guess = _likely_rename(column, aliases, headers)
-            every = ", ".join(repr(h) for h in header_map.headers if h)
-            hint = f" Was {column!r} renamed to {guess!r}? Map it in SYNC_MAPPING" if guess else ""
-            raise DataError(
-                f"No header in tab {reading.tab!r} maps to column {column!r}, which holds "
-                f"values in the table; syncing would empty it for every listing, so nothing "
-                f"was written. Headers found: {every}."
-                f"{hint or ' Restore the header or map it in SYNC_MAPPING'}, "
-                "or pass --allow-missing-columns to sync and leave the column as it is."
+        headers = list(header_map.extra.values())
+        found = ", ".join(repr(h) for h in headers) or "none"
+        empty: list[str] = []
+        for column in header_map.missing:
+            if column not in holds:
+                holds[column] = listings.has_values(column)
+            if not holds[column]:
+                empty.append(column)
+                continue
+            if not request.allow_missing_columns:
+                guess = _likely_rename(column, aliases, headers)
+                every = ", ".join(repr(h) for h in header_map.headers if h)
+                hint = (
+                    f" Was {column!r} renamed to {guess!r}? Map it in SYNC_MAPPING" if guess else ""
+                )
+                raise DataError(
+                    f"No header in tab {tab.tab!r} maps to column {column!r}, which holds "
+                    f"values in the table; syncing would empty it for every listing, so nothing "
+                    f"was written. Headers found: {every}."
+                    f"{hint or ' Restore the header or map it in SYNC_MAPPING'}, "
+                    "or pass --allow-missing-columns to sync and leave the column as it is."
+                )
+            if column not in filled:
+                filled.append(column)
+            notices.append(
+                f"No header in tab {tab.tab!r} maps to {column!r}; its stored values are "
+                "left as they are (--allow-missing-columns)."
             )
-        filled.append(column)
-        warning = (
-            f"No header in tab {reading.tab!r} maps to {column!r}; its stored values are "
-            "left as they are (--allow-missing-columns)."
-        )
-        notices.append(warning)
-    if empty:
-        notices.append(
-            f"No header in tab {reading.tab!r} maps to {', '.join(map(repr, empty))}; "
-            f"empty in the table and left empty. Unmapped headers: {found}."
-        )
+        if empty:
+            notices.append(
+                f"No header in tab {tab.tab!r} maps to {', '.join(map(repr, empty))}; "
+                f"empty in the table and left empty. Unmapped headers: {found}."
+            )
+    if not notices:
+        return (), []
     reading.omit = frozenset(filled)
     reading.warnings.extend(notices)
     return tuple(filled), notices
@@ -329,11 +365,14 @@ def describe_changes(listings: ListingsStore, plan: Plan) -> None:
     table = listings.table
     by_number = {p.number: p for p in plan.changed}
     compared = tuple(c for c in table.hashed_columns if c not in plan.omitted)
-    for current in listings.values(list(by_number), (*compared, "removed_at")):
-        new = by_number[current[table.key]].values()
+    for current in listings.values(list(by_number), (*compared, "removed_at", "source_tab")):
+        row = by_number[current[table.key]]
+        new = row.values()
         fields = [c for c in compared if _normal(current.get(c)) != _normal(new.get(c))]
         if current.get("removed_at") is not None:
             fields.append("removed_at")
+        if current.get("source_tab") != row.tab:
+            fields.append("source_tab")
         plan.changed_fields[current[table.key]] = fields
 
 

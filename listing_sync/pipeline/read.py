@@ -7,8 +7,8 @@ digest (``source_hash``) the caller trusts is not validated at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .. import mapping
@@ -25,18 +25,18 @@ if TYPE_CHECKING:
 class SheetSource(Protocol):
     """What the pipeline needs from the sheet (``sheets.SheetsReader`` in production)."""
 
-    def read(self) -> SheetData:
-        """Open the sheet: the tab and header now, the rows as they are iterated."""
+    def read(self) -> Sequence[SheetData]:
+        """Open the sheet: each tab and its header now, the rows as they are iterated."""
         ...
 
 
 @dataclass(frozen=True)
 class OpenedSheet:
-    """A sheet whose tab and header were already read; ``read`` hands them on."""
+    """A sheet whose tabs and headers were already read; ``read`` hands them on."""
 
-    data: SheetData
+    data: Sequence[SheetData]
 
-    def read(self) -> SheetData:
+    def read(self) -> Sequence[SheetData]:
         return self.data
 
 
@@ -51,6 +51,7 @@ class ValidRow:
     # hash covers; content_hash and the other bookkeeping columns are added at write time.
     body: bytes
     source: str  # mapping.source_hash of the row's raw cells
+    tab: str = ""  # the sheet tab the row was read from (written as source_tab)
 
     def values(self) -> dict[str, Any]:
         import json
@@ -65,6 +66,7 @@ class ReadRow(NamedTuple):
     number: str
     # None: the caller trusted the row as unchanged, so it was not validated.
     valid: ValidRow | None
+    tab: str = ""
 
 
 # Rows fetched ahead of conversion, in batches of 1000: about ten Sheets chunks of a
@@ -72,23 +74,31 @@ class ReadRow(NamedTuple):
 PREFETCH_BATCHES = 40
 
 
-def _never(number: str, digest: str) -> bool:
+def _never(number: str, digest: str, tab: str) -> bool:
     return False
 
 
 @dataclass
+class TabReading:
+    """One tab of the sheet: its title and how its header maps to the table."""
+
+    tab: str
+    header_map: mapping.HeaderMap
+
+
+@dataclass
 class SheetReading:
-    """The rows of one sheet, read as they are iterated.
+    """The rows of the sheet's tabs, read in sequence as they are iterated.
 
     ``warnings`` and ``problems`` fill up, and ``rows_seen`` counts, as the
     iteration goes; read them once it is over.
     """
 
-    tab: str
-    header_map: mapping.HeaderMap
-    lines: Iterator[SheetLine]
+    tabs: list[TabReading]
+    # (index into ``tabs``, line): every tab's rows, one tab after the other.
+    lines: Iterator[tuple[int, SheetLine]]
     progress: Progress
-    trusted: Callable[[str, str], bool] = _never
+    trusted: Callable[[str, str, str], bool] = _never
     table: ListingsTable = LISTINGS
     # Sheet-fed columns this run leaves as the table holds them (their header is missing
     # and --allow-missing-columns was given): left out of every body and its hash.
@@ -97,37 +107,63 @@ class SheetReading:
     problems: list[RowProblem] = field(default_factory=list)
     rows_seen: int = 0
 
+    @property
+    def tab(self) -> str:
+        """Return the tab titles, for messages: one title, or several joined by commas."""
+        return ", ".join(t.tab for t in self.tabs)
+
+    @property
+    def unused(self) -> frozenset[str]:
+        """Return the columns the office added that some tab has no header for.
+
+        They are not written this run: every row of a batch carries the same columns,
+        and a row without one would set it to null.
+        """
+        return frozenset(c for t in self.tabs for c in t.header_map.unused)
+
     def __iter__(self) -> Iterator[ReadRow]:
-        header_map = self.header_map
-        signature = mapping.header_signature(header_map)
-        key_index = next(i for i, c in header_map.columns.items() if c == self.table.key)
-        reader = RowReader(header_map, self.table, omit=self.omit)
+        omit = self.omit | self.unused
+        shapes = [
+            (
+                t.tab,
+                mapping.header_signature(t.header_map),
+                next(i for i, c in t.header_map.columns.items() if c == self.table.key),
+                RowReader(t.header_map, self.table, omit=omit),
+            )
+            for t in self.tabs
+        ]
+        several = len(self.tabs) > 1
         source_hash, coerce_key, sha256 = mapping.source_hash, mapping.coerce_key, hashlib.sha256
-        advance, trusted = self.progress.advance, self.trusted
-        for row_number, cells in self.lines:
+        advance, trusted, key = self.progress.advance, self.trusted, self.table.key
+        for index, (row_number, cells) in self.lines:
+            tab, signature, key_index, reader = shapes[index]
             advance()
             digest = source_hash(cells, signature)
             try:
                 number = coerce_key(cells[key_index]) if key_index < len(cells) else None
             except mapping.CellError:
                 number = None  # read below, which reports the problem as usual
-            if number is not None and trusted(number, digest):
+            if number is not None and trusted(number, digest, tab):
                 self.rows_seen += 1
-                yield ReadRow(row_number, number, None)
+                yield ReadRow(row_number, number, None, tab)
                 continue
             result = reader.read(cells, row_number)
             if result.warnings:
-                self.warnings.extend(result.warnings)
+                # Row numbers repeat across tabs: name the tab in what the operator reads.
+                warnings = result.warnings
+                self.warnings.extend(
+                    [f"Tab {tab!r}: {w}" for w in warnings] if several else warnings
+                )
             values = result.values
             if values is None:
                 if result.problems:
-                    self.problems.extend(result.problems)
+                    self.problems.extend(replace(p, tab=tab) for p in result.problems)
                     self.rows_seen += 1
                 continue  # an empty row
             self.rows_seen += 1
             # One serialisation serves both the hash and the request body.
             body = canonical_values(values)
-            number = values[self.table.key]
+            number = values[key]
             yield ReadRow(
                 row_number,
                 number,
@@ -137,31 +173,64 @@ class SheetReading:
                     hash=sha256(body).hexdigest(),
                     body=body,
                     source=digest,
+                    tab=tab,
                 ),
+                tab,
             )
+
+
+def _lines(
+    data: SheetData, header_map: mapping.HeaderMap, table: ListingsTable
+) -> Iterator[SheetLine]:
+    """Return the tab's rows, with its key and text columns as the sheet shows them.
+
+    A key typed as a number in a column formatted 00000 is the key 00123, not 123; a
+    date typed into notes is the date shown, not its serial number. Columns kept in
+    extra show dates as the sheet does, and keep plain numbers as numbers.
+    """
+    if data.shown is None:
+        return data.rows
+    kinds = table.columns
+    text = frozenset(
+        i for i, c in header_map.columns.items() if c == table.key or kinds.get(c) == "text"
+    )
+    return data.shown(text, frozenset(header_map.extra))
+
+
+def _tagged(
+    sheets: Sequence[SheetData], tabs: Sequence[TabReading], table: ListingsTable
+) -> Iterator[tuple[int, SheetLine]]:
+    """Yield every tab's lines in turn, each with the index of its tab."""
+    for index, (data, tab) in enumerate(zip(sheets, tabs, strict=True)):
+        for line in _lines(data, tab.header_map, table):
+            yield index, line
 
 
 def read_listings(
     source: SheetSource,
     aliases: dict[str, str],
     progress: Progress,
-    trusted: Callable[[str, str], bool] = _never,
+    trusted: Callable[[str, str, str], bool] = _never,
     table: ListingsTable = LISTINGS,
 ) -> SheetReading:
-    """Open the sheet and map its header now; return its rows to read lazily.
+    """Open the sheet and map each tab's header now; return the rows to read lazily.
 
-    A row for which ``trusted(number, source hash)`` holds is not validated: it
-    comes as ``ReadRow(row, number, None)``.
+    A row for which ``trusted(number, source hash, tab)`` holds is not validated: it
+    comes as ``ReadRow(row, number, None, tab)``.
     """
-    data = source.read()
-    header_map = mapping.build_header_map(data.header, aliases, tab=data.tab, table=table)
+    sheets = list(source.read())
+    tabs = [
+        TabReading(
+            data.tab, mapping.build_header_map(data.header, aliases, tab=data.tab, table=table)
+        )
+        for data in sheets
+    ]
     return SheetReading(
-        tab=data.tab,
-        header_map=header_map,
+        tabs=tabs,
         # Fetch ahead while rows are converted and while the table's hashes are read.
-        lines=iter(Prefetched(data.rows, depth=PREFETCH_BATCHES)),
+        lines=iter(Prefetched(_tagged(sheets, tabs, table), depth=PREFETCH_BATCHES)),
         progress=progress,
         trusted=trusted,
         table=table,
-        warnings=list(header_map.warnings),
+        warnings=[w for t in tabs for w in t.header_map.warnings],
     )

@@ -181,7 +181,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             columns=plan.write_columns,
         )
         report.success = written.written
-        report.problems = sorted([*report.problems, *written.problems], key=lambda p: p.row)
+        report.problems = sorted([*report.problems, *written.problems], key=plan.problem_order)
         report.failed = failed_rows(report.problems)
         if plan.removed:
             progress.phase("marking removed")

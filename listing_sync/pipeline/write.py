@@ -6,6 +6,7 @@ splices the bookkeeping columns into those bytes instead of serialising again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("listing_sync")
 
-# The most the bookkeeping columns spliced into one row's JSON at write time can add.
-BOOKKEEPING_BYTES = 270
+# The most the bookkeeping columns spliced into one row's JSON at write time can add,
+# besides the tab's title (its JSON text is counted per row).
+BOOKKEEPING_BYTES = 290
 
 
 def batches(rows: Sequence[ValidRow], max_rows: int, max_bytes: int) -> Iterator[list[ValidRow]]:
@@ -34,7 +36,7 @@ def batches(rows: Sequence[ValidRow], max_rows: int, max_bytes: int) -> Iterator
     batch: list[ValidRow] = []
     size = 2
     for row in rows:
-        cost = len(row.body) + BOOKKEEPING_BYTES
+        cost = len(row.body) + BOOKKEEPING_BYTES + len(_tab_json(row.tab))
         if batch and (len(batch) >= max_rows or size + cost > max_bytes):
             yield batch
             batch, size = [], 2
@@ -55,6 +57,12 @@ def _bookkeeping_suffix(sync_id: str) -> bytes:
     ).encode()
 
 
+@functools.lru_cache(maxsize=64)
+def _tab_json(tab: str) -> bytes:
+    # A handful of tabs per run: encode each title once, not once per row.
+    return json.dumps(tab, ensure_ascii=False).encode()
+
+
 def _body(rows: Sequence[ValidRow], suffix: bytes) -> bytes:
     # Each body is a JSON object; splice the bookkeeping columns before its "}".
     return (
@@ -67,7 +75,8 @@ def _body(rows: Sequence[ValidRow], suffix: bytes) -> bytes:
                     r.hash.encode(),
                     b'","source_hash":"',
                     r.source.encode(),
-                    b'"',
+                    b'","source_tab":',
+                    _tab_json(r.tab),
                     suffix,
                 )
             )
@@ -185,7 +194,12 @@ def _server_problem(row: ValidRow, exc: PermanentError) -> RowProblem:
     from ..rows import RowProblem
 
     return RowProblem(
-        row=row.row, property_number=row.number, column=None, message=exc.message, value=None
+        row=row.row,
+        property_number=row.number,
+        column=None,
+        message=exc.message,
+        value=None,
+        tab=row.tab,
     )
 
 

@@ -1,0 +1,116 @@
+"""Cells as the sheet shows them (issue 10), end to end through the real Google client.
+
+Google returns a merged range's value only in its top-left cell, a number without
+its format (123 for a cell shown as 00123) and dates as serial numbers. listing-sync
+reads the key and text columns as shown, dates kept in extra as shown, and gives
+every row of a vertical merge its value.
+"""
+
+from __future__ import annotations
+
+from e2e_util import HEADER, TAB, column, full_sync, listings, outcome, row, summary
+
+from devstack import LocalStack
+
+SERIAL_2025_01_09 = 45666
+
+
+def put(stack: LocalStack, rows: list[list[object]], **options: object) -> None:
+    """Set the Listings tab to ``rows`` (header included), with formats/merges."""
+    stack.sheets.set_sheet(stack.spreadsheet_id, TAB, rows, **options)  # type: ignore[arg-type]
+
+
+def batch_gets(stack: LocalStack) -> int:
+    """How many values.batchGet requests the Sheets server answered."""
+    return stack.sheets.count("values:batchGet")
+
+
+def test_a_number_key_formatted_00000_is_the_key_the_sheet_shows(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """123 in a column formatted 00000 shows 00123: that is the property number."""
+    put(
+        clean_stack,
+        [HEADER, row(123), row(4567), row("R-9")],
+        formats={"A": "00000"},
+    )
+    data = full_sync(run_cli)
+    assert outcome(total=3, success=3) == summary(data)
+    assert ["00123", "04567", "R-9"] == list(listings(clean_stack))
+
+
+def test_a_date_typed_into_notes_is_stored_as_the_sheet_shows_it(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """A date in the notes column (a text column) is 2025/01/09, not 45666."""
+    put(
+        clean_stack,
+        [HEADER, row("N-1", notes=SERIAL_2025_01_09), row("N-2", notes="内見可")],
+        formats={"M": "yyyy/mm/dd"},
+    )
+    full_sync(run_cli)
+    assert {"N-1": "2025/01/09", "N-2": "内見可"} == column(clean_stack, "notes")
+
+
+def test_dates_in_extra_are_shown_and_plain_numbers_stay_numbers(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """Unmapped columns: a date is stored as shown; 管理費 15,000 stays the number 15000."""
+    header = [*HEADER, "内覧日", "管理費"]
+    put(
+        clean_stack,
+        [header, [*row("E-1"), SERIAL_2025_01_09, 15000]],
+        formats={"N": "yyyy-mm-dd", "O": "#,##0"},
+    )
+    full_sync(run_cli)
+    assert {"E-1": {"内覧日": "2025-01-09", "管理費": 15000}} == column(clean_stack, "extra")
+
+
+def test_a_merge_over_three_rows_gives_each_row_its_value(clean_stack: LocalStack, run_cli) -> None:
+    """nearest_station merged over rows 2-4 (value in row 2): all three listings get 戸越駅."""
+    rows = [
+        HEADER,
+        row("M-1", nearest_station="戸越駅"),
+        row("M-2", nearest_station=""),
+        row("M-3", nearest_station=""),
+        row("M-4", nearest_station="大崎駅"),
+    ]
+    put(clean_stack, rows, merges=["I2:I4"])
+    full_sync(run_cli)
+    expected = {"M-1": "戸越駅", "M-2": "戸越駅", "M-3": "戸越駅", "M-4": "大崎駅"}
+    assert expected == column(clean_stack, "nearest_station")
+
+
+def test_a_sheet_without_numbers_in_text_columns_costs_no_extra_request(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """Text keys and notes: the formatted values are never asked for."""
+    put(clean_stack, [HEADER, row("T-1", notes="角部屋"), row("T-2")], formats={"K": "yyyy/mm/dd"})
+    clean_stack.sheets.reset_counts()
+    full_sync(run_cli)
+    assert 0 == batch_gets(clean_stack)
+
+
+def test_formatted_values_cost_one_request_per_chunk(clean_stack: LocalStack, run_cli) -> None:
+    """6000 number keys, read in two chunks: two batchGets, one beside each values.get."""
+    rows = [HEADER, *(row(i) for i in range(1, 6001))]
+    put(clean_stack, rows, formats={"A": "00000"})
+    clean_stack.sheets.reset_counts()
+    data = full_sync(run_cli)
+    assert outcome(total=6000, success=6000) == summary(data)
+    values_gets = clean_stack.sheets.count("/values/") - 1  # less the header's
+    assert (2, 2) == (values_gets, batch_gets(clean_stack))
+    assert "06000" in listings(clean_stack)
+
+
+def test_plain_numbers_in_extra_cost_one_request_not_one_per_chunk(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """築年 holds plain numbers over two chunks: asked once, then known to show as General."""
+    header = [*HEADER, "築年"]
+    put(clean_stack, [header, *([*row(f"Y-{i}"), 1990 + i % 30] for i in range(6000))])
+    clean_stack.sheets.reset_counts()
+    data = full_sync(run_cli)
+    assert outcome(total=6000, success=6000) == summary(data)
+    assert (2, 1) == (clean_stack.sheets.count("/values/") - 1, batch_gets(clean_stack))
+    assert {"築年": 1990} == listings(clean_stack)["Y-0"]["extra"]
