@@ -658,31 +658,22 @@ def test_sigterm_during_a_rate_limit_wait_stops_without_another_call(
     assert [] == runs(clean_stack)  # stopped before the run's row was created
 
 
-def test_sigterm_mid_request_finishes_that_request_then_stops(
-    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
+@pytest.mark.parametrize(
+    ("concurrency", "slow"),
+    [("1", {"count": 1, "skip": 1}), ("2", {"count": 2, "skip": 0})],
+    ids=["one-at-a-time", "two-in-flight"],
+)
+def test_sigterm_mid_request_finishes_the_requests_in_flight_then_stops(
+    clean_stack: LocalStack,
+    proxy: FaultProxy,
+    spawn: Spawn,
+    concurrency: str,
+    slow: dict[str, int],
 ) -> None:
-    """SIGTERM while batch 2 is in flight: batch 2 completes, batch 3 is never sent, 75."""
-    put_sheet(clean_stack, listings(25))
-    proxy.slow(1, seconds=1.5, method="POST", path=LISTINGS, skip=1)
-    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": "1"})
-    wait_until(lambda: proxy.count("POST", LISTINGS) == 2)
-
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=10)
-
-    assert 75 == proc.returncode, stdout + stderr
-    assert 2 == proxy.count("POST", LISTINGS)
-    assert 20 == table_count(clean_stack)
-    assert [("failed", "75", "interrupted", "20", "finished")] == runs(clean_stack)
-
-
-def test_sigterm_with_concurrent_writes_finishes_those_in_flight_then_stops(
-    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
-) -> None:
-    """Two upserts in flight at SIGTERM: both complete and count, no third is sent, 75."""
+    """SIGTERM while upserts are in flight: they complete and count, no other is sent, 75."""
     put_sheet(clean_stack, listings(50))
-    proxy.slow(2, seconds=1.5, method="POST", path=LISTINGS)
-    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": "2"})
+    proxy.slow(slow["count"], seconds=1.5, method="POST", path=LISTINGS, skip=slow["skip"])
+    proc = spawn("sync", "all", env={"SYNC_BATCH_SIZE": "10", "SYNC_CONCURRENCY": concurrency})
     wait_until(lambda: proxy.count("POST", LISTINGS) == 2)
 
     proc.send_signal(signal.SIGTERM)
