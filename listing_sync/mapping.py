@@ -899,15 +899,34 @@ def source_hash(cells: Sequence[object], signature: str) -> str:
     the stored content_hash instead of validating the row again. Trailing empty
     cells do not count (the API omits them anyway).
     """
-    end = len(cells)
-    while end and is_blank(cells[end - 1]):
-        end -= 1
-    row = tuple(cells[:end])
-    try:
-        # marshal format 2 tags every value with its type (1, 1.0, True and "1" differ)
-        # and has no back-references, so equal cells give equal bytes in any process;
-        # 2x faster than repr. Only the JSON types the API sends are expected.
-        raw = b"m" + marshal.dumps(row, 2)  # type: ignore[arg-type]  # ValueError below
-    except ValueError:
-        raw = b"r" + repr(row).encode("utf-8", "backslashreplace")
-    return hashlib.blake2b(signature.encode() + raw, digest_size=16).hexdigest()
+    return source_hasher(signature)(cells)
+
+
+def source_hasher(signature: str) -> Callable[[Sequence[object]], str]:
+    """Return ``source_hash`` for one header map, its signature hashed once, not per row."""
+    # blake2b(signature + tag + bytes): the signature's state is copied, not rehashed.
+    marshalled = hashlib.blake2b(signature.encode() + b"m", digest_size=16)
+    written = hashlib.blake2b(signature.encode() + b"r", digest_size=16)
+    dumps = marshal.dumps
+
+    def digest(cells: Sequence[object]) -> str:
+        end = len(cells)
+        if end and is_blank(cells[end - 1]):
+            while end and is_blank(cells[end - 1]):
+                end -= 1
+            row = tuple(cells[:end])
+        else:
+            row = tuple(cells)
+        try:
+            # marshal format 2 tags every value with its type (1, 1.0, True and "1"
+            # differ) and has no back-references, so equal cells give equal bytes in any
+            # process; 2x faster than repr. Only the JSON types the API sends are expected.
+            raw = dumps(row, 2)  # type: ignore[arg-type]  # ValueError below
+            state = marshalled.copy()
+        except ValueError:
+            raw = repr(row).encode("utf-8", "backslashreplace")
+            state = written.copy()
+        state.update(raw)
+        return state.hexdigest()
+
+    return digest

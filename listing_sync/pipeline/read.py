@@ -72,6 +72,8 @@ class ReadRow(NamedTuple):
 # Rows fetched ahead of conversion, in batches of 1000: about ten Sheets chunks of a
 # 17-column sheet, so the whole read of a large sheet overlaps the table's.
 PREFETCH_BATCHES = 40
+# Rows read together, column by column (rows.RowReader.bodies).
+READ_BATCH = 1000
 
 
 def _never(number: str, digest: str, tab: str) -> bool:
@@ -126,57 +128,94 @@ class SheetReading:
         shapes = [
             (
                 t.tab,
-                mapping.header_signature(t.header_map),
-                next(i for i, c in t.header_map.columns.items() if c == self.table.key),
+                mapping.source_hasher(mapping.header_signature(t.header_map)),
                 RowReader(t.header_map, self.table, omit=omit),
             )
             for t in self.tabs
         ]
-        several = len(self.tabs) > 1
-        source_hash, coerce_key, sha256 = mapping.source_hash, mapping.coerce_key, hashlib.sha256
-        advance, trusted, key = self.progress.advance, self.trusted, self.table.key
-        for index, (row_number, cells) in self.lines:
-            tab, signature, key_index, reader = shapes[index]
-            advance()
-            digest = source_hash(cells, signature)
-            try:
-                number = coerce_key(cells[key_index]) if key_index < len(cells) else None
-            except mapping.CellError:
-                number = None  # read below, which reports the problem as usual
-            if number is not None and trusted(number, digest, tab):
+        for index, lines in _by_tab(self.lines):
+            tab, digest, reader = shapes[index]
+            self.progress.advance(len(lines))
+            yield from self._read(lines, tab, digest, reader)
+
+    def _read(
+        self,
+        lines: list[SheetLine],
+        tab: str,
+        digest: Callable[[Sequence[object]], str],
+        reader: RowReader,
+    ) -> Iterator[ReadRow]:
+        """Read a batch of one tab's lines, column by column, in sheet order."""
+        rows = [line.cells for line in lines]
+        digests = list(map(digest, rows))
+        numbers = reader.numbers(rows)
+        trusted = self.trusted
+        todo = [
+            i
+            for i, number in enumerate(numbers)
+            if number is None or not trusted(number, digests[i], tab)
+        ]
+        if len(todo) == len(rows):
+            bodies = reader.bodies(rows, numbers)
+        else:
+            bodies = [None] * len(rows)
+            read = reader.bodies([rows[i] for i in todo], [numbers[i] for i in todo])
+            for i, body in zip(todo, read, strict=True):
+                bodies[i] = body
+        checked = set(todo)
+        sha256 = hashlib.sha256
+        for i, (row_number, cells) in enumerate(lines):
+            number = numbers[i]
+            if i not in checked:
                 self.rows_seen += 1
-                yield ReadRow(row_number, number, None, tab)
+                yield ReadRow(row_number, number, None, tab)  # type: ignore[arg-type]
                 continue
-            result = reader.read(cells, row_number)
-            if result.warnings:
-                # Row numbers repeat across tabs: name the tab in what the operator reads.
-                warnings = result.warnings
-                self.warnings.extend(
-                    [f"Tab {tab!r}: {w}" for w in warnings] if several else warnings
-                )
-            values = result.values
-            if values is None:
-                if result.problems:
-                    self.problems.extend(replace(p, tab=tab) for p in result.problems)
-                    self.rows_seen += 1
-                continue  # an empty row
+            body = bodies[i]
+            if body is None:  # not plainly valid: read it the careful way, for what it says
+                result = reader.read(cells, row_number)
+                if result.warnings:
+                    # Row numbers repeat across tabs: name the tab in what the operator reads.
+                    warnings = result.warnings
+                    self.warnings.extend(
+                        [f"Tab {tab!r}: {w}" for w in warnings] if len(self.tabs) > 1 else warnings
+                    )
+                values = result.values
+                if values is None:
+                    if result.problems:
+                        self.problems.extend(replace(p, tab=tab) for p in result.problems)
+                        self.rows_seen += 1
+                    continue  # an empty row
+                body = canonical_values(values)
+                number = values[self.table.key]
             self.rows_seen += 1
             # One serialisation serves both the hash and the request body.
-            body = canonical_values(values)
-            number = values[key]
             yield ReadRow(
                 row_number,
-                number,
+                number,  # type: ignore[arg-type]
                 ValidRow(
-                    number=number,
+                    number=number,  # type: ignore[arg-type]
                     row=row_number,
                     hash=sha256(body).hexdigest(),
                     body=body,
-                    source=digest,
+                    source=digests[i],
                     tab=tab,
                 ),
                 tab,
             )
+
+
+def _by_tab(lines: Iterator[tuple[int, SheetLine]]) -> Iterator[tuple[int, list[SheetLine]]]:
+    """Group ``(tab index, line)`` into runs of one tab's lines, at most ``READ_BATCH`` long."""
+    batch: list[SheetLine] = []
+    current = -1
+    for index, line in lines:
+        if index != current or len(batch) >= READ_BATCH:
+            if batch:
+                yield current, batch
+            batch, current = [], index
+        batch.append(line)
+    if batch:
+        yield current, batch
 
 
 def _lines(
