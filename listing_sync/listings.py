@@ -8,7 +8,7 @@ for ``sync_state``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .errors import PermanentError
@@ -76,18 +76,23 @@ class ListingsStore:
         return self.table
 
     def stored(self, numbers: Sequence[str] | None = None) -> dict[str, StoredListing]:
-        """Return {property number: StoredListing}: every listing, or only ``numbers``."""
+        """Return {property number: StoredListing}: every listing, or only ``numbers``.
+
+        Every listing comes without its content_hash (None): the plan trusts most rows by
+        their source_hash and reads the content hashes of the others with
+        ``content_hashes``. Left out, with the columns' names shortened, the read is
+        less than half the bytes: it is most of what a run with no changes does.
+        """
         key = self.table.key
-        select = f"{key},content_hash,removed_at,source_hash,source_tab"
-        rows: Iterable[dict[str, Any]]
         if numbers is None:
             rows = self.client.select_pages(
-                self.table.name, select=select, key=key, page_size=HASH_PAGE_SIZE
+                self.table.name,
+                select=f"k:{key},r:removed_at,s:source_hash,t:source_tab",
+                key=key,
+                key_field="k",
+                page_size=HASH_PAGE_SIZE,
             )
-        else:
-            rows = self.client.select_in(
-                self.table.name, select=select, column=key, values=list(dict.fromkeys(numbers))
-            )
+            return {r["k"]: StoredListing(None, r["r"], r["s"], r["t"]) for r in rows}
         return {
             r[key]: StoredListing(
                 r.get("content_hash"),
@@ -95,8 +100,21 @@ class ListingsStore:
                 r.get("source_hash"),
                 r.get("source_tab"),
             )
-            for r in rows
+            for r in self.client.select_in(
+                self.table.name,
+                select=f"{key},content_hash,removed_at,source_hash,source_tab",
+                column=key,
+                values=list(dict.fromkeys(numbers)),
+            )
         }
+
+    def content_hashes(self, numbers: Sequence[str]) -> dict[str, str | None]:
+        """Return {property number: content_hash} of the listings ``numbers``."""
+        key = self.table.key
+        rows = self.client.select_in(
+            self.table.name, select=f"k:{key},c:content_hash", column=key, values=list(numbers)
+        )
+        return {r["k"]: r["c"] for r in rows}
 
     def values(self, numbers: Sequence[str], columns: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Yield ``columns`` (and the key) of the listings ``numbers``."""

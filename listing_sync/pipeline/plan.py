@@ -228,6 +228,7 @@ def make_plan(
         found = set(valid) | plan.invalid_numbers
         plan.not_found = [n for n in request.numbers if n not in found]
 
+    _read_content_hashes(request, listings, existing, valid)
     for number, row in valid.items():
         stored = existing.get(number)
         if row is None:
@@ -246,6 +247,38 @@ def make_plan(
         plan.removed = [n for n in active if n not in in_sheet]
         _guard_removals(plan, request, max_remove_fraction)
     return plan
+
+
+def _read_content_hashes(
+    request: SyncRequest,
+    listings: ListingsStore,
+    existing: dict[str, StoredListing],
+    valid: dict[str, ValidRow | None],
+) -> None:
+    """Fill in the stored content_hash of the listings whose content decides the write.
+
+    Those are the rows read again because their cells changed, of listings the table
+    holds, active, under a known source_hash, on the same tab: any other is written
+    whatever its hash. (Every listing's hashes would be twice the bytes of the read.)
+    """
+    if request.force:
+        return
+    wanted = []
+    for number, row in valid.items():
+        stored = existing.get(number)
+        if (
+            row is not None
+            and stored is not None
+            and stored.content_hash is None
+            and stored.active
+            and stored.source_hash is not None
+            and stored.source_tab == row.tab
+        ):
+            wanted.append(number)
+    if wanted:
+        hashes = listings.content_hashes(wanted)
+        for number in wanted:
+            existing[number] = existing[number]._replace(content_hash=hashes.get(number))
 
 
 def _places(rows: list[tuple[str, int]], several_tabs: bool) -> str:
