@@ -717,7 +717,10 @@ def _build_service(sign_in: SignIn, endpoint: str, timeout: float) -> tuple[Any,
 
 
 # A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Found in C: every digit made "0" and every other byte " ", then a substring search
+# (a regex tries every position of a 2 MB body: a third of a second per chunk).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _json_model(data_wrapper: bool) -> Any:
@@ -734,7 +737,7 @@ def _json_model(data_wrapper: bool) -> Any:
     class OrjsonModel(JsonModel):
         def deserialize(self, content: bytes | str) -> Any:
             raw = content.encode() if isinstance(content, str) else content
-            if _LONG_DIGITS.search(raw):
+            if _LONG_RUN in raw.translate(_DIGITS_AS_ZEROS):
                 return super().deserialize(content)
             try:
                 body = orjson.loads(raw)
