@@ -136,11 +136,11 @@ def _foreign_errors() -> tuple[type[BaseException], ...]:
     return (HttpError, auth_exceptions.GoogleAuthError, httplib2.HttpLib2Error, OSError)
 
 
-class SheetLine(NamedTuple):
-    """One sheet row as the API sent it."""
+class SheetBlock(NamedTuple):
+    """Consecutive rows of a tab as the API sent them (one response's worth)."""
 
-    number: int  # 1-based sheet row number
-    cells: list[Any]
+    start: int  # 1-based sheet row number of rows[0]
+    rows: list[list[Any]]
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,10 @@ class SheetData:
 
     tab: str
     header: list[Any]
-    rows: Iterator[SheetLine]
+    rows: Iterator[SheetBlock]
     # The rows again, with some columns (0-based within the range) as the sheet shows
     # them: ``shown(text, loose)``. None: ``rows`` is all a source offers.
-    shown: Callable[[frozenset[int], frozenset[int]], Iterator[SheetLine]] | None = None
+    shown: Callable[[frozenset[int], frozenset[int]], Iterator[SheetBlock]] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,11 @@ class _MergeFill:
             if inside and top > area.header_row:
                 self.by_top.setdefault(top, []).append((column - area.first_column, last))
         self.active: dict[int, tuple[object, int]] = {}  # column -> (value, last row)
+
+    @property
+    def pending(self) -> bool:
+        """Tell whether a merge is open or still to come: rows may need filling."""
+        return bool(self.by_top or self.active)
 
     def __call__(self, number: int, cells: list[Any]) -> list[Any]:
         if not self.by_top and not self.active:
@@ -248,7 +253,7 @@ class SheetsReader:
                 tab: Tab = tab,
                 area: Area = area,
                 width: int = width,
-            ) -> Iterator[SheetLine]:
+            ) -> Iterator[SheetBlock]:
                 return self.rows(tab, area, width, text=text, loose=loose)
 
             found.append(SheetData(tab.title, header, self.rows(tab, area, width), shown))
@@ -420,8 +425,8 @@ class SheetsReader:
         *,
         text: frozenset[int] = frozenset(),
         loose: frozenset[int] = frozenset(),
-    ) -> Iterator[SheetLine]:
-        """Yield (sheet row number, cells) for the rows below the header, one chunk per request.
+    ) -> Iterator[SheetBlock]:
+        """Yield the rows below the header, a block per request.
 
         Google omits trailing empty rows of a range, so a short chunk does not
         mean the end of the sheet; the tab's row count (or the range's end) does.
@@ -444,8 +449,9 @@ class SheetsReader:
             )
             if pending:
                 self._show(tab, area, start, chunk, text, pending)
-            for offset, cells in enumerate(chunk):
-                yield SheetLine(start + offset, fill(start + offset, cells))
+            if fill.pending:
+                chunk = [fill(start + offset, cells) for offset, cells in enumerate(chunk)]
+            yield SheetBlock(start, chunk)
             start = end + 1
 
     def _show(

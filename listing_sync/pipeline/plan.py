@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DataError
@@ -139,39 +140,35 @@ def make_plan(
     wanted = set(request.numbers) if request.sync_type == "selective" else None
     existing: dict[str, StoredListing] = {}
 
-    def trusted(number: str, digest: str, tab: str) -> bool:
-        if wanted is not None and number not in wanted:
-            return True  # not asked for: neither validated nor written nor reported
-        if request.force:
-            return False
-        stored = existing.get(number)
-        return (
-            stored is not None
-            and stored.source_hash == digest
-            and stored.active
-            and stored.source_tab == tab
-        )
-
     # The tab and header now (a bad sheet setting fails before the table is read), the
     # rows lazily once the table's hashes are known.
-    reading = read_listings(source, aliases, progress, trusted, table)
+    reading = read_listings(source, aliases, progress, table)
     omitted, notices = _missing_columns(reading, listings, request, aliases)
     # A column the office added that no header maps to is not ours to write.
     omitted = (*omitted, *sorted(reading.unused))
     progress.phase("reading table")
     existing.update(listings.stored(None if wanted is None else request.numbers))
     progress.phase("reading sheet")
+    reading.only = None if wanted is None else frozenset(wanted)
+    if not request.force:
+        reading.known = _source_hashes(existing)
 
     # None: a row trusted as unchanged, never validated.
     valid: dict[str, ValidRow | None] = {}
-    # Where each key was seen: (tab, sheet row); a key on two tabs is a duplicate too.
-    rows_by_number: dict[str, list[tuple[str, int]]] = {}
-    for read in reading:
-        if wanted is not None and read.number not in wanted:
-            continue
-        rows_by_number.setdefault(read.number, []).append((read.tab, read.row))
-        if read.number not in valid:
-            valid[read.number] = read.valid
+    # Where each key was first seen, (tab, sheet row), and every place of a key seen
+    # more than once (on one tab or across tabs: a duplicate either way).
+    first: dict[str, tuple[str, int]] = {}
+    again: dict[str, list[tuple[str, int]]] = {}
+    for batch in reading.batches():
+        places = list(zip(repeat(batch.tab), batch.rows))
+        fresh = dict(zip(batch.numbers, places, strict=True))
+        if len(fresh) == len(places) and first.keys().isdisjoint(fresh):
+            first.update(fresh)  # no key seen twice: the whole batch at C speed
+        else:
+            for number, place in zip(batch.numbers, places, strict=True):
+                _seen(first, again, number, place)
+        # A key seen twice keeps no copy (below), so which one lands here does not matter.
+        valid.update(zip(batch.numbers, batch.valid, strict=True))
 
     plan = Plan(
         tab=reading.tab,
@@ -193,16 +190,13 @@ def make_plan(
 
     # A row with a bad cell still claims its key: a valid copy elsewhere is a duplicate too.
     for p in problems:
-        if p.property_number is None:
-            continue
-        claimed = rows_by_number.setdefault(p.property_number, [])
-        if (p.tab or "", p.row) not in claimed:
-            claimed.append((p.tab or "", p.row))
+        if p.property_number is not None:
+            _seen(first, again, p.property_number, (p.tab or "", p.row))
 
     # Duplicate keys: write none of them, keep the table's value, name every row.
     order = {t.tab: i for i, t in enumerate(reading.tabs)}
     several = len(reading.tabs) > 1
-    for number, rows in rows_by_number.items():
+    for number, rows in again.items():
         if len(rows) > 1:
             from ..rows import RowProblem
 
@@ -279,6 +273,31 @@ def _read_content_hashes(
         hashes = listings.content_hashes(wanted)
         for number in wanted:
             existing[number] = existing[number]._replace(content_hash=hashes.get(number))
+
+
+def _seen(
+    first: dict[str, tuple[str, int]],
+    again: dict[str, list[tuple[str, int]]],
+    number: str,
+    place: tuple[str, int],
+) -> None:
+    """Note that ``number`` was seen at ``place`` (tab, sheet row); once per place."""
+    seen = first.get(number)
+    if seen is None:
+        first[number] = place
+    elif seen != place:
+        places = again.setdefault(number, [seen])
+        if place not in places:
+            places.append(place)
+
+
+def _source_hashes(existing: dict[str, StoredListing]) -> dict[str | None, dict[str, str]]:
+    """Return, per tab, the source_hash of each active listing the table holds there."""
+    known: dict[str | None, dict[str, str]] = {}
+    for number, stored in existing.items():
+        if stored.active and stored.source_hash is not None:
+            known.setdefault(stored.source_tab, {})[number] = stored.source_hash
+    return known
 
 
 def _places(rows: list[tuple[str, int]], several_tabs: bool) -> str:

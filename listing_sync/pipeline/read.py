@@ -7,14 +7,16 @@ digest (``source_hash``) the caller trusts is not validated at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from itertools import repeat
+from operator import methodcaller
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import mapping
 from ..rows import RowReader, canonical_values
 from ..schema import LISTINGS, ListingsTable
-from ..sheets import SheetData, SheetLine
+from ..sheets import SheetBlock, SheetData
 from .prefetch import Prefetched
 from .progress import Progress
 
@@ -59,25 +61,26 @@ class ValidRow:
         return json.loads(self.body)
 
 
-class ReadRow(NamedTuple):
-    """One data row of the sheet that names a listing."""
+@dataclass(slots=True)
+class ReadBatch:
+    """Consecutive data rows of one tab that name a listing, as parallel lists.
 
-    row: int
-    number: str
-    # None: the caller trusted the row as unchanged, so it was not validated.
-    valid: ValidRow | None
-    tab: str = ""
+    ``valid[i]`` None: the row's raw cells are those of the listing the table holds
+    (its source_hash), so it was trusted as unchanged and not validated.
+    """
+
+    tab: str
+    rows: list[int]  # sheet row numbers
+    numbers: list[str]
+    valid: list[ValidRow | None]
 
 
-# Rows fetched ahead of conversion, in batches of 1000: about ten Sheets chunks of a
-# 17-column sheet, so the whole read of a large sheet overlaps the table's.
-PREFETCH_BATCHES = 40
+# Blocks (Sheets responses, each up to ~2 MB) fetched ahead of conversion: about
+# 40,000 rows of a 17-column sheet, so the read of a large sheet overlaps the table's.
+PREFETCH_BLOCKS = 10
 # Rows read together, column by column (rows.RowReader.bodies).
 READ_BATCH = 1000
-
-
-def _never(number: str, digest: str, tab: str) -> bool:
-    return False
+_HEX = methodcaller("hexdigest")
 
 
 @dataclass
@@ -97,10 +100,15 @@ class SheetReading:
     """
 
     tabs: list[TabReading]
-    # (index into ``tabs``, line): every tab's rows, one tab after the other.
-    lines: Iterator[tuple[int, SheetLine]]
+    # (index into ``tabs``, block): every tab's rows, one tab after the other.
+    blocks: Iterator[tuple[int, SheetBlock]]
     progress: Progress
-    trusted: Callable[[str, str, str], bool] = _never
+    # Per tab, {property number: source_hash} of the listings the table holds there,
+    # active: a row with those very cells is trusted, not validated. Set before reading.
+    known: Mapping[str | None, Mapping[str, str]] = field(default_factory=dict)
+    # Only these property numbers (a selective sync); the others are neither validated
+    # nor returned. None: every row.
+    only: frozenset[str] | None = None
     table: ListingsTable = LISTINGS
     # Sheet-fed columns this run leaves as the table holds them (their header is missing
     # and --allow-missing-columns was given): left out of every body and its hash.
@@ -123,7 +131,8 @@ class SheetReading:
         """
         return frozenset(c for t in self.tabs for c in t.header_map.unused)
 
-    def __iter__(self) -> Iterator[ReadRow]:
+    def batches(self) -> Iterator[ReadBatch]:
+        """Read the rows, a batch of one tab at a time (empty rows and bad ones left out)."""
         omit = self.omit | self.unused
         shapes = [
             (
@@ -133,94 +142,106 @@ class SheetReading:
             )
             for t in self.tabs
         ]
-        for index, lines in _by_tab(self.lines):
+        for index, block in self.blocks:
             tab, digest, reader = shapes[index]
-            self.progress.advance(len(lines))
-            yield from self._read(lines, tab, digest, reader)
+            for at in range(0, len(block.rows), READ_BATCH):
+                rows = block.rows[at : at + READ_BATCH]
+                self.progress.advance(len(rows))
+                yield self._read(block.start + at, rows, tab, digest, reader)
 
     def _read(
         self,
-        lines: list[SheetLine],
+        start: int,
+        rows: list[list[Any]],
         tab: str,
         digest: Callable[[Sequence[object]], str],
         reader: RowReader,
-    ) -> Iterator[ReadRow]:
-        """Read a batch of one tab's lines, column by column, in sheet order."""
-        rows = [line.cells for line in lines]
+    ) -> ReadBatch:
+        """Read a batch of one tab's consecutive rows (the first is sheet row ``start``)."""
+        count = len(rows)
+        numbered = range(start, start + count)
+        self.rows_seen += count
         digests = list(map(digest, rows))
         numbers = reader.numbers(rows)
-        trusted = self.trusted
-        todo = [
-            i
-            for i, number in enumerate(numbers)
-            if number is None or not trusted(number, digests[i], tab)
-        ]
-        if len(todo) == len(rows):
-            bodies = reader.bodies(rows, numbers)
+        known = self.known.get(tab) or {}
+        only = self.only
+        if only is None:
+            todo = [i for i, n in enumerate(numbers) if n is None or known.get(n) != digests[i]]
         else:
-            bodies = [None] * len(rows)
-            read = reader.bodies([rows[i] for i in todo], [numbers[i] for i in todo])
-            for i, body in zip(todo, read, strict=True):
-                bodies[i] = body
-        checked = set(todo)
-        sha256 = hashlib.sha256
-        for i, (row_number, cells) in enumerate(lines):
-            number = numbers[i]
-            if i not in checked:
-                self.rows_seen += 1
-                yield ReadRow(row_number, number, None, tab)  # type: ignore[arg-type]
-                continue
-            body = bodies[i]
-            if body is None:  # not plainly valid: read it the careful way, for what it says
-                result = reader.read(cells, row_number)
-                if result.warnings:
-                    # Row numbers repeat across tabs: name the tab in what the operator reads.
-                    warnings = result.warnings
-                    self.warnings.extend(
-                        [f"Tab {tab!r}: {w}" for w in warnings] if len(self.tabs) > 1 else warnings
-                    )
-                values = result.values
-                if values is None:
-                    if result.problems:
-                        self.problems.extend(replace(p, tab=tab) for p in result.problems)
-                        self.rows_seen += 1
-                    continue  # an empty row
-                body = canonical_values(values)
-                number = values[self.table.key]
-            self.rows_seen += 1
-            # One serialisation serves both the hash and the request body.
-            yield ReadRow(
-                row_number,
-                number,  # type: ignore[arg-type]
-                ValidRow(
-                    number=number,  # type: ignore[arg-type]
-                    row=row_number,
-                    hash=sha256(body).hexdigest(),
-                    body=body,
-                    source=digests[i],
-                    tab=tab,
-                ),
-                tab,
+            todo = [
+                i
+                for i, n in enumerate(numbers)
+                if n is None or (n in only and known.get(n) != digests[i])
+            ]
+        valid: list[ValidRow | None] = [None] * count
+        dropped: set[int] = set()
+        if only is not None:  # rows not asked for: counted, not returned
+            dropped.update(i for i, n in enumerate(numbers) if n is not None and n not in only)
+        if todo:
+            every = len(todo) == count
+            some_rows = rows if every else [rows[i] for i in todo]
+            some_numbers = numbers if every else [numbers[i] for i in todo]
+            read = reader.bodies(some_rows, some_numbers)
+            careful = [k for k, body in enumerate(read) if body is None]
+            bodies = [b"" if body is None else body for body in read]
+            made: list[ValidRow | None] = list(
+                map(
+                    ValidRow,
+                    some_numbers,
+                    [numbered[i] for i in todo],
+                    map(_HEX, map(hashlib.sha256, bodies)),
+                    bodies,
+                    [digests[i] for i in todo],
+                    repeat(tab),
+                )
             )
+            for k in careful:  # not plainly valid: read the careful way, for what it says
+                i = todo[k]
+                row = made[k] = self._carefully(reader, rows[i], numbered[i], tab, digests[i])
+                if row is None:
+                    dropped.add(i)
+                else:
+                    numbers[i] = row.number
+            for i, done in zip(todo, made, strict=True):
+                valid[i] = done
+        # Every row left has its number: one without was read carefully, and kept only
+        # if that read found one.
+        if not dropped:
+            return ReadBatch(tab, list(numbered), cast(list[str], numbers), valid)
+        keep = [i for i in range(count) if i not in dropped]
+        return ReadBatch(
+            tab,
+            [numbered[i] for i in keep],
+            [cast(str, numbers[i]) for i in keep],
+            [valid[i] for i in keep],
+        )
 
+    def _carefully(
+        self, reader: RowReader, cells: list[Any], number: int, tab: str, digest: str
+    ) -> ValidRow | None:
+        """Read one row with ``RowReader.read``; None for an empty or bad row."""
+        result = reader.read(cells, number)
+        if result.warnings:
+            # Row numbers repeat across tabs: name the tab in what the operator reads.
+            warnings = result.warnings
+            self.warnings.extend(
+                [f"Tab {tab!r}: {w}" for w in warnings] if len(self.tabs) > 1 else warnings
+            )
+        values = result.values
+        if values is None:
+            if result.problems:
+                self.problems.extend(replace(p, tab=tab) for p in result.problems)
+            else:
+                self.rows_seen -= 1  # an empty row is not a row of the sheet's listings
+            return None
+        body = canonical_values(values)
+        return ValidRow(
+            values[self.table.key], number, hashlib.sha256(body).hexdigest(), body, digest, tab
+        )
 
-def _by_tab(lines: Iterator[tuple[int, SheetLine]]) -> Iterator[tuple[int, list[SheetLine]]]:
-    """Group ``(tab index, line)`` into runs of one tab's lines, at most ``READ_BATCH`` long."""
-    batch: list[SheetLine] = []
-    current = -1
-    for index, line in lines:
-        if index != current or len(batch) >= READ_BATCH:
-            if batch:
-                yield current, batch
-            batch, current = [], index
-        batch.append(line)
-    if batch:
-        yield current, batch
-
-
-def _lines(
+def _blocks(
     data: SheetData, header_map: mapping.HeaderMap, table: ListingsTable
-) -> Iterator[SheetLine]:
+) -> Iterator[SheetBlock]:
     """Return the tab's rows, with its key and text columns as the sheet shows them.
 
     A key typed as a number in a column formatted 00000 is the key 00123, not 123; a
@@ -238,24 +259,22 @@ def _lines(
 
 def _tagged(
     sheets: Sequence[SheetData], tabs: Sequence[TabReading], table: ListingsTable
-) -> Iterator[tuple[int, SheetLine]]:
-    """Yield every tab's lines in turn, each with the index of its tab."""
+) -> Iterator[tuple[int, SheetBlock]]:
+    """Yield every tab's blocks in turn, each with the index of its tab."""
     for index, (data, tab) in enumerate(zip(sheets, tabs, strict=True)):
-        for line in _lines(data, tab.header_map, table):
-            yield index, line
+        for block in _blocks(data, tab.header_map, table):
+            yield index, block
 
 
 def read_listings(
     source: SheetSource,
     aliases: dict[str, str],
     progress: Progress,
-    trusted: Callable[[str, str, str], bool] = _never,
     table: ListingsTable = LISTINGS,
 ) -> SheetReading:
     """Open the sheet and map each tab's header now; return the rows to read lazily.
 
-    A row for which ``trusted(number, source hash, tab)`` holds is not validated: it
-    comes as ``ReadRow(row, number, None, tab)``.
+    Set ``known`` (and ``only``) on the result before reading its batches.
     """
     sheets = list(source.read())
     tabs = [
@@ -267,9 +286,8 @@ def read_listings(
     return SheetReading(
         tabs=tabs,
         # Fetch ahead while rows are converted and while the table's hashes are read.
-        lines=iter(Prefetched(_tagged(sheets, tabs, table), depth=PREFETCH_BATCHES)),
+        blocks=iter(Prefetched(_tagged(sheets, tabs, table), depth=PREFETCH_BLOCKS, batch=1)),
         progress=progress,
-        trusted=trusted,
         table=table,
         warnings=[w for t in tabs for w in t.header_map.warnings],
     )
