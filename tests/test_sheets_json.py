@@ -34,3 +34,67 @@ def test_number_columns_ignore_flags_text_and_short_rows() -> None:
     assert _number_columns(chunk, {0, 1, 2, 3, 9}) == [2, 3]
     assert _number_columns(chunk, set()) == []
     assert _number_columns([], {0}) == []
+
+
+def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:
+    import threading
+    import time
+
+    from listing_sync.sheets import _Fetchers
+
+    opened: list[object] = []
+    lock = threading.Lock()
+    running = peak = 0
+
+    class Http:
+        def close(self) -> None:
+            pass
+
+    def new_http() -> Http:
+        http = Http()
+        opened.append(http)
+        return http
+
+    fetchers = _Fetchers(3, new_http)
+
+    def job(key: int) -> tuple[int, object]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02 * (key % 3))  # later keys may finish first
+        with lock:
+            running -= 1
+        return key, fetchers.http()
+
+    results = list(fetchers.ahead(job, range(12)))
+    fetchers.close()
+    assert [key for key, _ in results] == list(range(12))
+    assert peak == 3
+    # Each worker used its own connection, kept from one job to the next.
+    assert {id(http) for _, http in results} == {id(h) for h in opened}
+    assert len(opened) == 3
+
+
+def test_read_ahead_raises_where_the_failed_result_would_be() -> None:
+    import pytest
+
+    from listing_sync.sheets import _Fetchers
+
+    class Http:
+        def close(self) -> None:
+            pass
+
+    fetchers = _Fetchers(2, Http)
+
+    def job(key: int) -> int:
+        if key == 3:
+            raise ValueError("chunk 3 failed")
+        return key
+
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="chunk 3"):
+        for key in fetchers.ahead(job, range(10)):
+            seen.append(key)
+    assert seen == [0, 1, 2]
+    fetchers.close()

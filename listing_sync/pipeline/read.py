@@ -239,6 +239,7 @@ class SheetReading:
             values[self.table.key], number, hashlib.sha256(body).hexdigest(), body, digest, tab
         )
 
+
 def _blocks(
     data: SheetData, header_map: mapping.HeaderMap, table: ListingsTable
 ) -> Iterator[SheetBlock]:
