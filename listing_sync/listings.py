@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .errors import PermanentError
-from .postgrest import PostgrestClient, in_filters
+from .postgrest import PagesShifted, PostgrestClient, in_filters
 from .schema import LISTINGS, Column, ListingsTable, kind_of
 
 log = logging.getLogger("listing_sync")
@@ -35,12 +35,21 @@ class StoredListing(NamedTuple):
         return self.removed_at is None
 
 
+def _compact(row: dict[str, Any]) -> StoredListing:
+    """Read a row of ``stored``'s compact select (no content_hash: see ``stored``)."""
+    return StoredListing(None, row["r"], row["s"], row["t"])
+
+
 class ListingsStore:
     """Read and write ``property_listings`` (or the table ``table`` declares)."""
 
-    def __init__(self, client: PostgrestClient, table: ListingsTable = LISTINGS) -> None:
+    def __init__(
+        self, client: PostgrestClient, table: ListingsTable = LISTINGS, *, read_concurrency: int = 1
+    ) -> None:
         self.client = client
         self.table = table
+        # Pages of the table read at once (the run's SYNC_CONCURRENCY).
+        self.read_concurrency = read_concurrency
 
     def discover(self) -> ListingsTable:
         """Extend ``table`` by the columns the office added, with their types; return it.
@@ -85,14 +94,27 @@ class ListingsStore:
         """
         key = self.table.key
         if numbers is None:
+            select = f"k:{key},r:removed_at,s:source_hash,t:source_tab"
+            found: dict[str, StoredListing] = {}
+            try:
+                for page in self.client.select_all(
+                    self.table.name,
+                    select=select,
+                    key=key,
+                    key_field="k",
+                    page_size=HASH_PAGE_SIZE,
+                    concurrency=self.read_concurrency,
+                ):
+                    found.update(
+                        {r["k"]: StoredListing(None, r["r"], r["s"], r["t"]) for r in page}
+                    )
+                return found
+            except PagesShifted as exc:
+                log.info("reading %s again by keys: %s", self.table.name, exc)
             rows = self.client.select_pages(
-                self.table.name,
-                select=f"k:{key},r:removed_at,s:source_hash,t:source_tab",
-                key=key,
-                key_field="k",
-                page_size=HASH_PAGE_SIZE,
+                self.table.name, select=select, key=key, key_field="k", page_size=HASH_PAGE_SIZE
             )
-            return {r["k"]: StoredListing(None, r["r"], r["s"], r["t"]) for r in rows}
+            return {r["k"]: _compact(r) for r in rows}
         return {
             r[key]: StoredListing(
                 r.get("content_hash"),

@@ -21,6 +21,7 @@ import orjson
 
 from .errors import ConfigError, Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
+from .workers import Workers
 
 DEPENDENCY = "postgrest"
 # Proxies in front of Supabase answer 414 beyond about 8 KB of URL.
@@ -296,14 +297,74 @@ class PostgrestClient:
         filters: Sequence[tuple[str, str]] = (),
         order: str | None = None,
         limit: int | None = None,
+        offset: int | None = None,
     ) -> list[dict[str, Any]]:
         """Return the rows matching ``filters``."""
+        return _json(self._select(table, select, filters, order, limit, offset))
+
+    def _select(
+        self,
+        table: str,
+        select: str,
+        filters: Sequence[tuple[str, str]] = (),
+        order: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        prefer: str | None = None,
+    ) -> httpx.Response:
         params: list[tuple[str, str]] = [("select", select), *filters]
         if order:
             params.append(("order", order))
         if limit is not None:
             params.append(("limit", str(limit)))
-        return _json(self._request("GET", table, params=params))
+        if offset is not None:
+            params.append(("offset", str(offset)))
+        return self._request("GET", table, params=params, prefer=prefer)
+
+    def select_all(
+        self,
+        table: str,
+        *,
+        select: str,
+        key: str,
+        page_size: int,
+        concurrency: int,
+        key_field: str | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield every row in ``key`` order, a page at a time, ``concurrency`` pages at once.
+
+        The first page asks for the exact count; its Content-Range also shows the
+        server's cap on rows per response (Supabase: 1000, whatever ``page_size``). The
+        other pages are then asked for by offset, several in flight: a 100,000-row table
+        at 60 ms and a cap of 1000 is 100 round trips one after another, keyset paging.
+        Offsets shift if rows come or go meanwhile, so the pages must hold ``count``
+        distinct keys; if not, ``PagesShifted`` is raised at the end, and the caller reads
+        again with ``select_pages``.
+        """
+        order = f"{key}.asc"
+        first = self._select(table, select, (), order, page_size, 0, prefer="count=exact")
+        rows = _json(first)
+        yield rows
+        total = _total_from_range(first.headers.get("Content-Range"))
+        if total is not None and len(rows) >= total:
+            return
+        if total is None or not rows:
+            raise PagesShifted(
+                f"{table}: no exact count of rows ({total=}, first page {len(rows)})"
+            )
+        step = len(rows)
+        field = key_field or key
+        keys = {r[field] for r in rows}
+
+        def page(offset: int) -> list[dict[str, Any]]:
+            return self.select(table, select=select, order=order, limit=step, offset=offset)
+
+        with Workers(concurrency, name="listing-sync-read") as workers:
+            for rows in workers.ahead(page, range(step, total, step)):
+                keys.update(r[field] for r in rows)
+                yield rows
+        if len(keys) != total:
+            raise PagesShifted(f"{table}: {len(keys)} distinct rows read, {total} counted")
 
     def select_pages(
         self,
@@ -371,6 +432,16 @@ def _json(response: httpx.Response) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return response.json()
+
+
+class PagesShifted(Exception):
+    """Rows came or went while a table was read by offsets: read it again by keys."""
+
+
+def _total_from_range(content_range: str | None) -> int | None:
+    """Return the row count of "0-999/100000"; None for "0-999/*" or no header."""
+    total = (content_range or "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
 
 
 def _count_from_range(content_range: str | None) -> int:

@@ -13,25 +13,21 @@ chunk; and a vertical merge gives every row it spans its top-left value.
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import logging
-import queue
 import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import chain, zip_longest
 from pathlib import Path
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 from .areas import Area, a1_tab, column_letters, parse_a1_area
 from .errors import ConfigError, Failure, ListingSyncError, PermanentError, remote_error
 from .resilience import Guard, parse_retry_after
+from .workers import Workers
 
 DEPENDENCY = "sheets"
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets.readonly"]
@@ -230,81 +226,6 @@ class _MergeFill:
 # tens of milliseconds away without bursting.
 READ_AHEAD = 4
 
-_T = TypeVar("_T")
-
-
-class _Fetchers:
-    """A few daemon threads, each with its own HTTP connection, running requests ahead.
-
-    Daemon threads, so a run stopped by a signal never waits for a request to end;
-    each keeps its connection (and its TLS session) from one request to the next.
-    """
-
-    def __init__(self, count: int, new_http: Callable[[], Any]) -> None:
-        self._count = count
-        self._new_http = new_http
-        self._local = threading.local()
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def http(self) -> Any:
-        """Return the calling worker's own HTTP client; None outside a worker."""
-        return getattr(self._local, "http", None)
-
-    def ahead(self, job: Callable[[int], _T], keys: Iterable[int]) -> Iterator[_T]:
-        """Yield ``job(key)`` for each key in order, up to ``count`` of them running ahead.
-
-        An error is raised where its result would have been yielded; leaving early
-        cancels the jobs not yet started.
-        """
-        keys = iter(keys)
-        running: deque[Future[_T]] = deque()
-        try:
-            for key in itertools.islice(keys, self._count):
-                running.append(self._submit(functools.partial(job, key)))
-            while running:
-                result = running.popleft().result()
-                for key in itertools.islice(keys, 1):
-                    running.append(self._submit(functools.partial(job, key)))
-                yield result
-        finally:
-            for future in running:
-                future.cancel()
-
-    def _submit(self, job: Callable[[], _T]) -> Future[_T]:
-        with self._lock:
-            if len(self._threads) < self._count:
-                thread = threading.Thread(
-                    target=self._work, name="listing-sync-sheets", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-        future: Future[_T] = Future()
-        self._jobs.put((future, job))
-        return future
-
-    def _work(self) -> None:
-        self._local.http = self._new_http()
-        while (item := self._jobs.get()) is not None:
-            future, job = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job())
-            except BaseException as exc:  # raised in the reader, at its place
-                future.set_exception(exc)
-        self._local.http.close()
-
-    def close(self) -> None:
-        """Stop the workers once their current request is over (without waiting)."""
-        with self._lock:
-            for _ in self._threads:
-                self._jobs.put(None)
-            self._threads = []
-
 
 class _Pending:
     """The columns still read as shown; chunks read at once share it, under a lock."""
@@ -346,7 +267,7 @@ class SheetsReader:
         self.sheet_range = sheet_range
         self._service, self.account, new_http = _build_service(sign_in, endpoint, timeout)
         # Up to READ_AHEAD chunk requests in flight, each worker on its own connection.
-        self._fetchers = _Fetchers(READ_AHEAD, new_http)
+        self._fetchers = Workers(READ_AHEAD, name="listing-sync-sheets", local=new_http)
 
     def read(self) -> list[SheetData]:
         """Return each tab's title and header now, and a lazy iterator over its rows."""
@@ -374,7 +295,7 @@ class SheetsReader:
 
     def _execute(self, request: Any, what: str) -> dict[str, Any]:
         errors = _foreign_errors()
-        http = self._fetchers.http()  # a worker's own connection; None: the client's
+        http = self._fetchers.local()  # a worker's own connection; None: the client's
 
         def attempt() -> dict[str, Any]:
             try:
@@ -566,7 +487,7 @@ class SheetsReader:
         # 26 chunks one after another spend 1.6 s waiting. The first is read alone: what
         # it shows of each column decides which columns later chunks ask for as shown.
         starts = range(first, last + 1, step)
-        chunks = itertools.chain(
+        chunks = chain(
             (chunk(start) for start in starts[:1]), self._fetchers.ahead(chunk, starts[1:])
         )
         for start, rows in chunks:

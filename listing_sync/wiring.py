@@ -32,6 +32,7 @@ from .resilience import (
     sheets_bucket,
 )
 from .state import SyncStateStore
+from .workers import Background
 
 if TYPE_CHECKING:
     from .pipeline.run import SyncDeps
@@ -210,32 +211,20 @@ class _Opening:
     """
 
     def __init__(self, build: Callable[[], SheetsReader]) -> None:
-        self._reader: SheetsReader | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._reader = build()
-            except BaseException as exc:  # raised in the thread that uses the reader
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="listing-sync-sheets", daemon=True)
-        self._thread.start()
+        self._building = Background(build, name="listing-sync-sheets")
 
     def _get(self) -> SheetsReader:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._reader is not None
-        return self._reader
+        return self._building.result()
 
     def read(self) -> Any:
         return self._get().read()
 
     def close(self) -> None:
-        self._thread.join()
-        if self._reader is not None:
-            self._reader.close()
+        try:
+            reader = self._building.result()
+        except BaseException:  # never built: nothing to close (the error was reported)
+            return
+        reader.close()
 
 
 @dataclass
@@ -297,7 +286,7 @@ def open_runtime(
         guards=built,
         outcome_guard=outcome_guard,
         postgrest=client,
-        listings=ListingsStore(client),
+        listings=ListingsStore(client, read_concurrency=settings.concurrency),
         state=SyncStateStore(client, outcome_client=client.with_guard(outcome_guard)),
     )
     try:

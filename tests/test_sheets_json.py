@@ -40,7 +40,7 @@ def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:
     import threading
     import time
 
-    from listing_sync.sheets import _Fetchers
+    from listing_sync.workers import Workers
 
     opened: list[object] = []
     lock = threading.Lock()
@@ -55,7 +55,7 @@ def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:
         opened.append(http)
         return http
 
-    fetchers = _Fetchers(3, new_http)
+    fetchers = Workers(3, name="t", local=new_http)
 
     def job(key: int) -> tuple[int, object]:
         nonlocal running, peak
@@ -65,7 +65,7 @@ def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:
         time.sleep(0.02 * (key % 3))  # later keys may finish first
         with lock:
             running -= 1
-        return key, fetchers.http()
+        return key, fetchers.local()
 
     results = list(fetchers.ahead(job, range(12)))
     fetchers.close()
@@ -79,13 +79,13 @@ def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:
 def test_read_ahead_raises_where_the_failed_result_would_be() -> None:
     import pytest
 
-    from listing_sync.sheets import _Fetchers
+    from listing_sync.workers import Workers
 
     class Http:
         def close(self) -> None:
             pass
 
-    fetchers = _Fetchers(2, Http)
+    fetchers = Workers(2, name="t", local=Http)
 
     def job(key: int) -> int:
         if key == 3:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import gc
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -89,6 +89,11 @@ class Plan:
         )
 
 
+def stored_numbers(request: SyncRequest) -> tuple[str, ...] | None:
+    """Return the listings a run reads from the table: its numbers, or None for all."""
+    return request.numbers if request.sync_type == "selective" else None
+
+
 def failed_rows(problems: Iterable[RowProblem]) -> int:
     """Count the rows behind ``problems`` (a row with three bad cells fails once)."""
     return len({(p.row, p.property_number) for p in problems})
@@ -133,8 +138,13 @@ def make_plan(
     aliases: dict[str, str],
     max_remove_fraction: float,
     progress: Progress | None = None,
+    read_stored: Callable[[], dict[str, StoredListing]] | None = None,
 ) -> Plan:
-    """Read the table and the sheet and decide what to write; write nothing."""
+    """Read the table and the sheet and decide what to write; write nothing.
+
+    ``read_stored``: returns the table's listings as ``listings.stored`` returns them for this
+    request, when the caller started reading them already (they are read here if not).
+    """
     progress = progress or NoProgress()
     table = listings.table
     wanted = set(request.numbers) if request.sync_type == "selective" else None
@@ -147,7 +157,7 @@ def make_plan(
     # A column the office added that no header maps to is not ours to write.
     omitted = (*omitted, *sorted(reading.unused))
     progress.phase("reading table")
-    existing.update(listings.stored(None if wanted is None else request.numbers))
+    existing.update(read_stored() if read_stored else listings.stored(stored_numbers(request)))
     progress.phase("reading sheet")
     reading.only = None if wanted is None else frozenset(wanted)
     if not request.force:
