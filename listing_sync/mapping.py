@@ -266,7 +266,7 @@ def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _clean(text: str) -> str | None:
+def clean_cell(text: str) -> str | None:
     """Return ``text`` NFKC-normalized and trimmed, None if blank; raise on a formula error."""
     # ASCII is NFKC-stable: skip the normalization for the common case.
     if not text.isascii():
@@ -347,7 +347,7 @@ def coerce_text(value: object) -> str | None:
         return None
     cls = value.__class__
     if cls is str:
-        return _clean(value)  # type: ignore[arg-type]
+        return clean_cell(value)  # type: ignore[arg-type]
     if cls is int:
         return _int_text(value)  # type: ignore[arg-type]
     if cls is float:
@@ -355,7 +355,7 @@ def coerce_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, str):
-        return _clean(str(value))
+        return clean_cell(str(value))
     if isinstance(value, int):
         return _int_text(int(value))
     if isinstance(value, float):
@@ -393,7 +393,7 @@ def _integer_in_range(value: int) -> int:
 
 @_memoized
 def _integer_from_text(raw: str) -> int | None:
-    text = _clean(raw)
+    text = clean_cell(raw)
     if text is None:
         return None
     if text.isascii() and text.isdigit() and len(text) <= 12:
@@ -454,7 +454,7 @@ def _bounded(value: Decimal) -> Decimal:
 
 @_memoized
 def _numeric_from_text(raw: str) -> Decimal | None:
-    text = _clean(raw)
+    text = clean_cell(raw)
     if text is None:
         return None
     if len(text) > MAX_NUMBER_DIGITS:  # checked before parsing: the cheap common case skips it
@@ -511,7 +511,7 @@ def _yen_in_range(value: int) -> int:
 
 @_memoized
 def _yen_from_text(raw: str) -> int | None:
-    text = _clean(raw)
+    text = clean_cell(raw)
     return None if text is None else _parse_yen(text)
 
 
@@ -668,7 +668,7 @@ def _parse_date(text: str) -> date:
 
 @_memoized
 def _date_from_text(raw: str) -> date | None:
-    text = _clean(raw)
+    text = clean_cell(raw)
     return None if text is None else _parse_date(text)
 
 
@@ -712,7 +712,7 @@ _FALSE_WORDS: Final = frozenset(
 
 @_memoized
 def _boolean_from_text(raw: str) -> bool | None:
-    text = _clean(raw)
+    text = clean_cell(raw)
     if text is None:
         return None
     word = text.lower()
@@ -748,7 +748,7 @@ def coerce_extra(value: object) -> str | int | float | bool | None:
         return None
     cls = value.__class__
     if cls is str:
-        return _clean(value)  # type: ignore[arg-type]
+        return clean_cell(value)  # type: ignore[arg-type]
     if cls is int or cls is bool:
         return value  # type: ignore[return-value]
     if cls is float:
@@ -785,7 +785,7 @@ def _whole(bits: int) -> Callable[[object], int | None]:
 
     @_memoized
     def from_text(raw: str) -> int | None:
-        text = _clean(raw)
+        text = clean_cell(raw)
         return None if text is None else in_range(_whole_from_text(text))
 
     def coerce(value: object) -> int | None:
@@ -829,7 +829,7 @@ def coerce_timestamptz(value: object) -> datetime | None:
         return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
     if not isinstance(value, str):
         raise _unsupported(value)
-    text = _clean(value)
+    text = clean_cell(value)
     if text is None:
         return None
     try:
@@ -843,7 +843,7 @@ def coerce_timestamptz(value: object) -> datetime | None:
 def coerce_jsonb(value: object) -> object:
     """Read a JSON cell: text holding a JSON object or array is parsed, anything else kept."""
     if isinstance(value, str):
-        text = _clean(value)
+        text = clean_cell(value)
         if text is not None and text[:1] in ("{", "["):
             try:
                 return json.loads(text)

@@ -32,6 +32,7 @@ from .mapping import (
     CellError,
     FormulaError,
     HeaderMap,
+    clean_cell,
     coerce_extra,
     coerce_key,
     column_letter,
@@ -177,6 +178,8 @@ class _ColumnText:
             out = list(map(texts.get, cells))
         except TypeError:  # an unhashable cell: read each the long way
             out = [None] * len(cells)
+        if None not in out:  # every cell seen before: the common case once warmed up
+            return out
         known = len(texts) + len(self._others)
         for index in [i for i, text in enumerate(out) if text is None]:
             out[index] = self._remembered(cells[index])
@@ -196,8 +199,9 @@ class _ColumnText:
         prefix = self._prefix
         if prefix:
             out = [None if text is None else prefix + text for text in out]
-        for index in [i for i, text in enumerate(out) if text is None]:
-            out[index] = self._encode(cells[index])
+        if None in out:
+            for index in [i for i, text in enumerate(out) if text is None]:
+                out[index] = self._encode(cells[index])
         return out
 
     def _remembered(self, raw: object) -> bytes | None:
@@ -302,10 +306,22 @@ def _quick_yen(raw: Any) -> bytes | None:
     return b"%d" % raw if 0 <= raw <= _INT8_MAX else None
 
 
+def _quick_text(raw: Any) -> bytes | None:
+    """Write a text cell as coerce_text + json_text would; None for a blank or bad one."""
+    if raw.__class__ is not str:
+        return None
+    try:
+        text = clean_cell(raw)
+    except CellError:
+        return None
+    return None if text is None else _encode_text(text).encode()
+
+
 # Per column kind: its common cells written directly, else None (coerce, then JSON).
 QUICK: Final[dict[ColumnKind, Callable[[object], bytes | None]]] = {
     "numeric": _quick_numeric,
     "yen": _quick_yen,
+    "text": _quick_text,
 }
 
 
