@@ -24,6 +24,8 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+import orjson
+
 from .areas import Area, a1_tab, column_letters, parse_a1_area
 from .errors import ConfigError, Failure, ListingSyncError, PermanentError, remote_error
 from .resilience import Guard, parse_retry_after
@@ -35,6 +37,22 @@ SCOPES = ["https://www.googleapis.com/auth/spreadsheets.readonly"]
 RESPONSE_BUDGET_BYTES = 2_000_000
 BYTES_PER_CELL = 30
 MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 100, 10_000
+
+
+def rows_per_response(rows: list[list[Any]], asked: int) -> int:
+    """Return how many rows make a ~2 MB response, judging by ``rows`` (a response's rows).
+
+    ``asked``: what was asked for, kept when ``rows`` is too few to judge (a sheet
+    that ends early, or mostly empty rows).
+    """
+    if len(rows) < MIN_CHUNK_ROWS:
+        return asked
+    try:
+        size = len(orjson.dumps(rows))
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it
+        size = len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+    fitting = RESPONSE_BUDGET_BYTES * len(rows) // max(size, 1)
+    return max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, fitting))
 
 
 def chunk_rows_for(columns: int) -> int:
@@ -469,11 +487,10 @@ class SheetsReader:
         # Columns still read as shown; one whose numbers all show as General numbers
         # (no 00000, no date format) is not asked for again.
         pending = _Pending(text | loose)
-        step = chunk_rows_for(columns)
         first = area.header_row + 1
         last = tab.row_count if area.last_row is None else min(area.last_row, tab.row_count)
 
-        def chunk(start: int) -> tuple[int, list[list[Any]]]:
+        def chunk(start: int, step: int) -> tuple[int, list[list[Any]]]:
             end = min(start + step - 1, last)
             rows = self._values(
                 area.cells(tab.title, tab.column_count, start, end),
@@ -483,12 +500,18 @@ class SheetsReader:
                 self._show(tab, area, start, rows, text, pending)
             return start, rows
 
-        # The next chunks are asked for while this one is converted: at 60 ms from Google,
-        # 26 chunks one after another spend 1.6 s waiting. The first is read alone: what
-        # it shows of each column decides which columns later chunks ask for as shown.
-        starts = range(first, last + 1, step)
+        if first > last:
+            return
+        # The first chunk is read alone: what it shows of each column decides which
+        # columns later chunks ask for as shown, and its size how many rows make the
+        # ~2 MB Google advises (the width alone guesses 30 bytes a cell). The next chunks
+        # are asked for while this one is converted: at 60 ms from Google, 26 chunks one
+        # after another spend 1.6 s waiting.
+        step = chunk_rows_for(columns)
+        head = chunk(first, step)
+        step, then = rows_per_response(head[1], step), first + step
         chunks = chain(
-            (chunk(start) for start in starts[:1]), self._fetchers.ahead(chunk, starts[1:])
+            [head], self._fetchers.ahead(lambda at: chunk(at, step), range(then, last + 1, step))
         )
         for start, rows in chunks:
             if fill.pending:
@@ -788,7 +811,6 @@ def _json_model(data_wrapper: bool) -> Any:
     (floats are correctly rounded by both); an integer beyond 64 bits is not, so a
     response with a long run of digits is read by the standard library.
     """
-    import orjson
     from googleapiclient.model import JsonModel
 
     class OrjsonModel(JsonModel):

@@ -98,3 +98,19 @@ def test_read_ahead_raises_where_the_failed_result_would_be() -> None:
             seen.append(key)
     assert seen == [0, 1, 2]
     fetchers.close()
+
+
+def test_rows_per_response_aims_at_two_megabytes_from_what_came() -> None:
+    from listing_sync.sheets import MAX_CHUNK_ROWS, MIN_CHUNK_ROWS, rows_per_response
+
+    row = ["TK-0000001", "中古マンション", 35800000, 120.55, True] * 8  # about 500 bytes of JSON
+    rows = [row] * 1000
+    size = len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+    assert MIN_CHUNK_ROWS < rows_per_response(rows, 500) == 2_000_000 * 1000 // size < 5000
+    # Dense rows: fewer a response; sparse ones: as many as allowed.
+    assert rows_per_response([["x" * 50_000]] * 200, 500) == MIN_CHUNK_ROWS
+    assert rows_per_response([["x"]] * 200, 500) == MAX_CHUNK_ROWS
+    # Too few rows to judge (the sheet ended early): what was asked stays.
+    assert rows_per_response([row] * 10, 777) == 777
+    # An integer beyond 64 bits is measured too.
+    assert rows_per_response([[10**30]] * 200, 500) == MAX_CHUNK_ROWS
