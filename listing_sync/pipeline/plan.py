@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..errors import DataError
 from ..listings import ListingsStore, StoredListing
@@ -165,12 +164,15 @@ def make_plan(
 
     # None: a row trusted as unchanged, never validated.
     valid: dict[str, ValidRow | None] = {}
-    # Where each key was first seen, (tab, sheet row), and every place of a key seen
-    # more than once (on one tab or across tabs: a duplicate either way).
-    first: dict[str, tuple[str, int]] = {}
-    again: dict[str, list[tuple[str, int]]] = {}
+    # Where each key was first seen, and every place of a key seen more than once (on
+    # one tab or across tabs: a duplicate either way). A place is one int, the tab's
+    # index above the sheet row's number: a tuple per listing would be 30 MB at 500,000.
+    order = {t.tab: i for i, t in enumerate(reading.tabs)}
+    first: dict[str, int] = {}
+    again: dict[str, list[int]] = {}
     for batch in reading.batches():
-        places = list(zip(repeat(batch.tab), batch.rows))
+        index = order[batch.tab]
+        places = batch.rows if not index else [(index << _ROW_BITS) | r for r in batch.rows]
         fresh = dict(zip(batch.numbers, places, strict=True))
         if len(fresh) == len(places) and first.keys().isdisjoint(fresh):
             first.update(fresh)  # no key seen twice: the whole batch at C speed
@@ -201,16 +203,16 @@ def make_plan(
     # A row with a bad cell still claims its key: a valid copy elsewhere is a duplicate too.
     for p in problems:
         if p.property_number is not None:
-            _seen(first, again, p.property_number, (p.tab or "", p.row))
+            place = (order.get(p.tab or "", 0) << _ROW_BITS) | p.row
+            _seen(first, again, p.property_number, place)
 
     # Duplicate keys: write none of them, keep the table's value, name every row.
-    order = {t.tab: i for i, t in enumerate(reading.tabs)}
     several = len(reading.tabs) > 1
-    for number, rows in again.items():
-        if len(rows) > 1:
+    for number, seen in again.items():
+        if len(seen) > 1:
             from ..rows import RowProblem
 
-            rows.sort(key=lambda where: (order.get(where[0], 0), where[1]))
+            rows = [(reading.tabs[at >> _ROW_BITS].tab, at & _ROW_MASK) for at in sorted(seen)]
             valid.pop(number, None)
             plan.invalid_numbers.add(number)
             where = _places(rows, several)
@@ -285,13 +287,12 @@ def _read_content_hashes(
             existing[number] = existing[number]._replace(content_hash=hashes.get(number))
 
 
-def _seen(
-    first: dict[str, tuple[str, int]],
-    again: dict[str, list[tuple[str, int]]],
-    number: str,
-    place: tuple[str, int],
-) -> None:
-    """Note that ``number`` was seen at ``place`` (tab, sheet row); once per place."""
+_ROW_BITS: Final = 32  # a sheet has at most 10 million cells, so rows fit
+_ROW_MASK: Final = (1 << _ROW_BITS) - 1
+
+
+def _seen(first: dict[str, int], again: dict[str, list[int]], number: str, place: int) -> None:
+    """Note that ``number`` was seen at ``place`` (tab index, sheet row); once per place."""
     seen = first.get(number)
     if seen is None:
         first[number] = place

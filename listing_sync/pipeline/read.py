@@ -75,9 +75,9 @@ class ReadBatch:
     valid: list[ValidRow | None]
 
 
-# Blocks (Sheets responses, each up to ~2 MB) fetched ahead of conversion: about
-# 40,000 rows of a 17-column sheet, so the read of a large sheet overlaps the table's.
-PREFETCH_BLOCKS = 10
+# Blocks (Sheets responses, each ~2 MB) fetched ahead of conversion: about 30,000
+# rows of a 17-column sheet, enough to overlap the table's read, and bounded memory.
+PREFETCH_BLOCKS = 4
 # Rows read together, column by column (rows.RowReader.bodies).
 READ_BATCH = 1000
 _HEX = methodcaller("hexdigest")
