@@ -80,39 +80,6 @@ _MEMO_SIZE: Final = 8192
 _HASHABLE: Final = frozenset({str, int, float, bool})
 
 
-def _remembered(
-    coerce: Callable[[object], object], to_json: Callable[[Any], Any] | None
-) -> Callable[[object], object]:
-    """Return ``coerce`` then ``to_json`` as one reader with a bounded memo.
-
-    Sheets repeat the same types, prices, areas, dates and flags down thousands of
-    rows: a dict hit is several times cheaper than parsing and converting again. The
-    key has the cell's type too (1, 1.0, True and "1" read differently); errors are
-    not remembered.
-    """
-    memo: dict[tuple[type, object], object] = {}
-
-    def read(raw: object) -> object:
-        cls = raw.__class__
-        if cls not in _HASHABLE:
-            value = coerce(raw)
-            return to_json(value) if value is not None and to_json is not None else value
-        key = (cls, raw)
-        try:
-            return memo[key]
-        except KeyError:
-            pass
-        value = coerce(raw)
-        if value is not None and to_json is not None:
-            value = to_json(value)
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()  # cheaper than LRU bookkeeping; refills from the next rows
-        memo[key] = value
-        return value
-
-    return read
-
-
 _NULL: Final = b"null"
 
 
@@ -455,9 +422,9 @@ class RowReader:
         present = [name for name in read if name in where]
         self.indices = [where[name] for name in present]
         self.names = present
-        if wire:  # each cell read and put in JSON form in one remembered step
+        if wire:  # each cell read and put in JSON form in one call
             self.coercers = [
-                _remembered(COERCERS[kinds[name]], TO_JSON.get(kinds[name])) for name in present
+                _reading(COERCERS[kinds[name]], TO_JSON.get(kinds[name])) for name in present
             ]
         else:
             self.coercers = [COERCERS[kinds[name]] for name in present]
@@ -477,16 +444,8 @@ class RowReader:
         batch in C. Columns no header maps are ``null`` in the frame itself.
         """
         columns = {
-            name: (
-                index,
-                _ColumnText(
-                    _reading(COERCERS[kinds[name]], TO_JSON.get(kinds[name])),
-                    b"",
-                    _NULL,
-                    QUICK.get(kinds[name]),
-                ),
-            )
-            for index, name in zip(self.indices, self.names, strict=True)
+            name: (index, _ColumnText(read, b"", _NULL, QUICK.get(kinds[name])))
+            for index, name, read in zip(self.indices, self.names, self.coercers, strict=True)
         }
         extra = sorted((name, index) for index, name in self.extra)
         self._extra_columns = [
