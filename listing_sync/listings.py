@@ -105,9 +105,7 @@ class ListingsStore:
                     page_size=HASH_PAGE_SIZE,
                     concurrency=self.read_concurrency,
                 ):
-                    found.update(
-                        {r["k"]: StoredListing(None, r["r"], r["s"], r["t"]) for r in page}
-                    )
+                    found.update({r["k"]: _compact(r) for r in page})
                 return found
             except PagesShifted as exc:
                 log.info("reading %s again by keys: %s", self.table.name, exc)

@@ -17,8 +17,8 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
-import orjson
 
+from . import fastjson
 from .errors import ConfigError, Failure, ListingSyncError, RemoteError, remote_error
 from .resilience import Guard, parse_retry_after
 from .workers import Workers
@@ -423,15 +423,8 @@ class PostgrestClient:
 
 
 def _json(response: httpx.Response) -> Any:
-    """Return the response's JSON: orjson reads 10,000 listings' hashes 2x as fast.
-
-    orjson refuses integers beyond 64 bits, which a numeric column can hold; the
-    standard library reads those.
-    """
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.json()
+    """Return the response's JSON (``fastjson``: 10,000 listings' hashes 2x as fast)."""
+    return fastjson.loads(response.content)
 
 
 class PagesShifted(Exception):
