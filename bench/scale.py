@@ -48,33 +48,28 @@ def sheet(n: int) -> list[list[Any]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    parser.add_argument("--listings", type=int, default=500_000)
-    parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
-    args = parser.parse_args(argv)
-    n = args.listings
+def measure(stack: LocalStack, n: int, work: Path) -> dict[str, Any]:
+    """Load the sheet of ``n`` listings on ``stack``, run cold and again; return the result."""
     began = machine()
-    with tempfile.TemporaryDirectory(prefix="listing-sync-scale-") as tmp:
-        work = Path(tmp)
-        with LocalStack(work / "stack") as stack:
-            rows = sheet(n)
-            stack.sheets.set_sheet(stack.spreadsheet_id, TAB, rows)
-            del rows
-            env = stack.env(
-                SYNC_MAPPING=str(data.write_mapping(work / "mapping.toml")),
-                SYNC_BATCH_SIZE=str(BATCH_SIZE),
-                SYNC_RATE_LIMIT=str(RATE_LIMIT),
-                # The run's budget is sized for nightly runs of ordinary sheets.
-                SYNC_RUN_TIMEOUT="3600",
-            )
-            runs: dict[str, dict[str, float]] = {}
-            for name, success, skipped in (("cold", n, 0), ("nochange", 0, n)):
-                run = run_child([*cli_command(), "sync", "all", "--json"], env=env)
-                _check(run, f"{name} at {n}", success=success, skipped=skipped)
-                runs[name] = {"seconds": run.seconds, "peak_rss_mb": run.peak_rss_mb}
-                print(f"{name:9} {run.seconds:8.2f} s {run.peak_rss_mb:7.1f} MB", flush=True)
-    result = {
+    stack.truncate()
+    stack.clear_state_dir()
+    rows = sheet(n)
+    stack.sheets.set_sheet(stack.spreadsheet_id, TAB, rows)
+    del rows
+    env = stack.env(
+        SYNC_MAPPING=str(data.write_mapping(work / "mapping.toml")),
+        SYNC_BATCH_SIZE=str(BATCH_SIZE),
+        SYNC_RATE_LIMIT=str(RATE_LIMIT),
+        # The run's budget is sized for nightly runs of ordinary sheets.
+        SYNC_RUN_TIMEOUT="3600",
+    )
+    runs: dict[str, dict[str, float]] = {}
+    for name, success, skipped in (("cold", n, 0), ("nochange", 0, n)):
+        run = run_child([*cli_command(), "sync", "all", "--json"], env=env)
+        _check(run, f"{name} at {n}", success=success, skipped=skipped)
+        runs[name] = {"seconds": run.seconds, "peak_rss_mb": run.peak_rss_mb}
+        print(f"{name:9} {run.seconds:8.2f} s {run.peak_rss_mb:7.1f} MB", flush=True)
+    return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "machine": {**began, "load_average_end": machine()["load_average"]},
@@ -83,9 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "nochange_fraction_of_cold": runs["nochange"]["seconds"] / runs["cold"]["seconds"],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    parser.add_argument("--listings", type=int, default=500_000)
+    parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="listing-sync-scale-") as tmp:
+        work = Path(tmp)
+        with LocalStack(work / "stack") as stack:
+            result = measure(stack, args.listings, work)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     m = result["machine"]
-    name = f"{result['date'][:10]}_scale_n{n}_{m['cores']}c"
+    name = f"{result['date'][:10]}_scale_n{args.listings}_{m['cores']}c"
     (args.results_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.results_dir / f"{name}.md").write_text(render(result), encoding="utf-8")
     print(render(result))

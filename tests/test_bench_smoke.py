@@ -98,3 +98,18 @@ def test_bench_distance_mode_runs_at_a_tiny_size(
     assert js.name.endswith("_n200_rtt5.json")
     assert md.read_text(encoding="utf-8").startswith("# listing-sync benchmark at a distance, ")
     assert [] == clean_stack.sql("select 1 from public.property_listings limit 1")
+
+
+def test_scale_runs_at_a_tiny_size(
+    clean_stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench.scale syncs its 20-column sheet cold and again, checking the counts."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.scale import measure, render
+
+    result = measure(clean_stack, 300, tmp_path)
+
+    assert (result["listings"], result["columns"]) == (300, 20)
+    assert set(result["runs"]) == {"cold", "nochange"}
+    assert all(run["seconds"] > 0 and run["peak_rss_mb"] > 0 for run in result["runs"].values())
+    assert "300 listings x 20 columns = 6,000 cells" in render(result)
