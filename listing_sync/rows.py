@@ -387,6 +387,7 @@ class ReadResult:
 
 
 EMPTY: Final = ReadResult(None, [], [])
+_UNREAD: Final = object()  # a cell RowReader.read could not read (warned or failed)
 
 
 class RowReader:
@@ -551,34 +552,27 @@ class RowReader:
         values[self.key] = number
         if width < self.full_width:  # Sheets leaves out a row's trailing empty cells
             cells = [*cells, *([None] * (self.full_width - width))]
+
+        def read_cell(coerce: Callable[[object], object], raw: object, column: str) -> object:
+            """Read one cell; a formula error warns, a bad cell fails the row: _UNREAD."""
+            try:
+                return coerce(raw)
+            except FormulaError as exc:
+                warnings.append(formula_warning(row, column, exc.code))
+            except CellError as exc:
+                failures.append((column, with_value(str(exc), raw), raw))
+            return _UNREAD
+
         for index, name, coerce in zip(self.indices, self.names, self.coercers, strict=True):
             raw = cells[index]
-            if raw is None:
-                continue
-            try:
-                value = coerce(raw)
-            except FormulaError as exc:
-                warnings.append(formula_warning(row, name, exc.code))
-                continue
-            except CellError as exc:
-                failures.append((name, with_value(str(exc), raw), raw))
-                continue
-            values[name] = value
+            if raw is not None and (value := read_cell(coerce, raw, name)) is not _UNREAD:
+                values[name] = value
 
         extra: dict[str, Any] = {}
         for index, header in self.extra:
             raw = cells[index]
-            if raw is None:
-                continue
-            try:
-                value = coerce_extra(raw)
-            except FormulaError as exc:
-                warnings.append(formula_warning(row, header, exc.code))
-                continue
-            except CellError as exc:
-                failures.append((header, with_value(str(exc), raw), raw))
-                continue
-            if value is not None:
+            value = None if raw is None else read_cell(coerce_extra, raw, header)
+            if value is not None and value is not _UNREAD:  # an empty cell is left out
                 extra[header] = value
         values[self.extra_column] = extra
 
