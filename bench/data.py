@@ -165,14 +165,14 @@ def table_rows(
 
     aliases = {mapping.normalize_header(h): c for h, c in HEADERS.items() if c}
     header_map = mapping.build_header_map(rows[0], aliases, tab="Sheet1")
-    signature = mapping.header_signature(header_map)
+    digest = mapping.source_hasher(mapping.header_signature(header_map))
     for number, cells in enumerate(rows[1:], start=2):
         sheet_row, problems, _ = convert_row(cells, header_map, number)
         if problems or sheet_row is None:
             raise ValueError(f"bench data row {number} does not convert: {problems}")
         values = payload(sheet_row.listing)
         values["content_hash"] = content_hash(values)
-        values["source_hash"] = mapping.source_hash(cells, signature)
+        values["source_hash"] = digest(cells)
         values["synced_at"] = synced_at
         values["removed_at"] = None
         values["last_sync_id"] = sync_id

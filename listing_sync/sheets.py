@@ -220,7 +220,7 @@ class _MergeFill:
         return bool(self.by_top or self.active)
 
     def __call__(self, number: int, cells: list[Any]) -> list[Any]:
-        if not self.by_top and not self.active:
+        if not self.pending:
             return cells
         for column, last in self.by_top.pop(number, ()):
             self.active[column] = (cells[column] if column < len(cells) else "", last)
