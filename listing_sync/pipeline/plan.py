@@ -131,7 +131,7 @@ def _needs_write(request: SyncRequest, stored: StoredListing, row: ValidRow) -> 
 @_fewer_collections()
 def make_plan(
     request: SyncRequest,
-    source: SheetSource,
+    source: SheetSource | SheetReading,
     listings: ListingsStore,
     *,
     aliases: dict[str, str],
@@ -141,6 +141,8 @@ def make_plan(
 ) -> Plan:
     """Read the table and the sheet and decide what to write; write nothing.
 
+    ``source``: the sheet, or a reading of it the caller began already (``read_listings``
+    with the same ``aliases``: its rows are being fetched since).
     ``read_stored``: returns the table's listings as ``listings.stored`` returns them for this
     request, when the caller started reading them already (they are read here if not).
     """
@@ -151,7 +153,11 @@ def make_plan(
 
     # The tab and header now (a bad sheet setting fails before the table is read), the
     # rows lazily once the table's hashes are known.
-    reading = read_listings(source, aliases, progress, table)
+    reading = (
+        source
+        if isinstance(source, SheetReading)
+        else read_listings(source, aliases, progress, table)
+    )
     omitted, notices = _missing_columns(reading, listings, request, aliases)
     # A column the office added that no header maps to is not ours to write.
     omitted = (*omitted, *sorted(reading.unused))

@@ -7,7 +7,7 @@ digest (``source_hash``) the caller trusts is not validated at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from operator import methodcaller
@@ -101,7 +101,7 @@ class SheetReading:
 
     tabs: list[TabReading]
     # (index into ``tabs``, block): every tab's rows, one tab after the other.
-    blocks: Iterator[tuple[int, SheetBlock]]
+    blocks: Iterable[tuple[int, SheetBlock]]
     progress: Progress
     # Per tab, {property number: source_hash} of the listings the table holds there,
     # active: a row with those very cells is trusted, not validated. Set before reading.
@@ -130,6 +130,12 @@ class SheetReading:
         and a row without one would set it to null.
         """
         return frozenset(c for t in self.tabs for c in t.header_map.unused)
+
+    def close(self) -> None:
+        """Stop fetching rows ahead (a reading never iterated to its end)."""
+        close = getattr(self.blocks, "close", None)
+        if close is not None:
+            close()
 
     def batches(self) -> Iterator[ReadBatch]:
         """Read the rows, a batch of one tab at a time (empty rows and bad ones left out)."""
@@ -275,7 +281,8 @@ def read_listings(
 ) -> SheetReading:
     """Open the sheet and map each tab's header now; return the rows to read lazily.
 
-    Set ``known`` (and ``only``) on the result before reading its batches.
+    Set ``known`` (and ``only``) on the result before reading its batches. The rows are
+    fetched ahead from now on: ``close`` the result if its batches will not be read.
     """
     sheets = list(source.read())
     tabs = [
@@ -287,7 +294,7 @@ def read_listings(
     return SheetReading(
         tabs=tabs,
         # Fetch ahead while rows are converted and while the table's hashes are read.
-        blocks=iter(Prefetched(_tagged(sheets, tabs, table), depth=PREFETCH_BLOCKS, batch=1)),
+        blocks=Prefetched(_tagged(sheets, tabs, table), depth=PREFETCH_BLOCKS, batch=1),
         progress=progress,
         table=table,
         warnings=[w for t in tabs for w in t.header_map.warnings],

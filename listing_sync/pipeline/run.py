@@ -37,7 +37,7 @@ from .plan import (
     stored_numbers,
 )
 from .progress import NoProgress, Progress
-from .read import OpenedSheet, SheetSource
+from .read import OpenedSheet, SheetReading, SheetSource, read_listings
 from .write import WriteResult, mark_removed, write_rows
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def _aliases(deps: SyncDeps) -> dict[str, str]:
 def _plan(
     deps: SyncDeps,
     request: SyncRequest,
-    source: SheetSource,
+    source: SheetSource | SheetReading,
     progress: Progress,
     aliases: dict[str, str],
     stored: Background[dict[str, StoredListing]],
@@ -167,7 +167,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
     # SYNC_SPREADSHEET_ID is a bad setting, which records nothing, not even a failed run.
     # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
-    opened: OpenedSheet | None = None
+    reading: SheetReading | None = None
     early: Exception | None = None
     try:
         opened = OpenedSheet(deps.source.read())
@@ -175,6 +175,31 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         raise
     except Exception as exc:
         early = exc
+    else:
+        # The rows are fetched from here on, while the run is recorded (two round trips).
+        # A header the plan refuses is refused after that, as a recorded run.
+        try:
+            reading = read_listings(opened, aliases, progress, deps.listings.table)
+        except Exception as exc:
+            early = exc
+    try:
+        return _record_and_sync(deps, request, progress, report, aliases, reading, early, stored)
+    finally:
+        if reading is not None:
+            reading.close()
+
+
+def _record_and_sync(
+    deps: SyncDeps,
+    request: SyncRequest,
+    progress: Progress,
+    report: SyncReport,
+    aliases: dict[str, str],
+    reading: SheetReading | None,
+    early: Exception | None,
+    stored: Background[dict[str, StoredListing]],
+) -> SyncReport:
+    """Create the run's sync_state record, plan, write, and record the outcome."""
     report.sync_id = deps.state.create(request.sync_type)
     report.started_at = utcnow()
     written = WriteResult()
@@ -188,8 +213,8 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
             )
         if early is not None:
             raise early
-        assert opened is not None
-        plan = _plan(deps, request, opened, progress, aliases, stored)
+        assert reading is not None
+        plan = _plan(deps, request, reading, progress, aliases, stored)
         _fill_from_plan(report, plan)
         report.removed = 0  # until mark_removed has run: a failed run removed nothing
         deps.state.update(report.sync_id, total_items=report.total)
