@@ -22,6 +22,7 @@ from conftest import Spawn, Sync
 
 from devstack import LocalStack
 from devstack.proxy import FaultProxy
+from listing_sync.pipeline import convert
 from listing_sync.resilience import BreakerState, CircuitBreaker, FileStore, RunLock
 from listing_sync.sheets import chunk_rows_for
 
@@ -729,3 +730,74 @@ def test_final_sync_state_update_failing_keeps_the_exit_code_truthful(
     assert "could not record the outcome of run" in r.stderr
     assert (as_table(rows) if not upsert_fails else []) == table(clean_stack)
     assert [("in_progress", None, None, "0", "open")] == runs(clean_stack)
+
+
+# --- helper processes (pipeline/convert.py) -------------------------------------------
+
+
+def helpers_of(pid: int) -> list[int]:
+    """The row conversion helpers process ``pid`` started, still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid, state = int(stat.rsplit(")", 1)[1].split()[1]), stat.rsplit(")", 1)[1].split()[0]
+        if ppid == pid and state != "Z" and b"listing_sync.pipeline.convert" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+SPARE_CORES = min(convert.cores() - 1, convert.MAX_HELPERS)
+needs_a_spare_core = pytest.mark.skipif(
+    SPARE_CORES < 1, reason="row conversion helpers start only with a spare core"
+)
+
+
+def test_a_large_cold_sync_sorts_rows_in_helpers_and_writes_them_all(
+    clean_stack: LocalStack, sync: Sync
+) -> None:
+    """12,000 rows: the first ones sorted by the CLI, the rest by its helpers (if the
+    machine has a spare core); every row written, and the next run trusts every one."""
+    rows = listings(12_000)
+    put_sheet(clean_stack, rows)
+
+    r = sync("sync", "all", "--verbose", "--json")
+
+    assert 0 == r.returncode, out(r)
+    used = f"rows sorted by {SPARE_CORES} helper process(es)"
+    assert (used in r.stderr) == (SPARE_CORES > 0), r.stderr
+    assert as_table(rows) == table(clean_stack)
+    # The digests the helpers computed are the ones this process computes: all trusted.
+    again = sync("sync", "all", "--json")
+    assert 0 == again.returncode, out(again)
+    assert (0, 12_000) == (json.loads(again.stdout)["success"], json.loads(again.stdout)["skipped"])
+
+
+@needs_a_spare_core
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_helpers_sort_rows_stops_them_and_records_interrupted(
+    clean_stack: LocalStack, spawn: Spawn, signum: int
+) -> None:
+    """The signal goes to the CLI (the helpers ignore it): the read stops, the helpers
+    exit with it, the run is recorded interrupted, nothing is written."""
+    put_sheet(clean_stack, listings(40_000))
+    clean_stack.sheets.delay(0.3)  # every values request: the read lasts seconds
+    proc = spawn("sync", "all")
+    found: list[int] = []
+    wait_until(lambda: bool(found.extend(helpers_of(proc.pid)) or found), timeout=30)
+
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=10)
+
+    assert 75 == proc.returncode, stdout + stderr
+    assert "listing-sync: error: interrupted" in stderr
+    assert [] == [pid for pid in found if Path(f"/proc/{pid}").exists()], (
+        "a helper outlived the CLI"
+    )
+    assert 0 == table_count(clean_stack)
+    assert [("failed", "75", "interrupted", "0", "finished")] == runs(clean_stack)

@@ -7,18 +7,22 @@ digest (``source_hash``) the caller trusts is not validated at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import repeat
-from operator import methodcaller
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import mapping
 from ..rows import RowReader, canonical_values
 from ..schema import LISTINGS, ListingsTable
 from ..sheets import SheetBlock, SheetData
+from . import convert
 from .prefetch import Prefetched
 from .progress import Progress
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..rows import RowProblem
@@ -80,7 +84,24 @@ class ReadBatch:
 PREFETCH_BLOCKS = 4
 # Rows read together, column by column (rows.RowReader.bodies).
 READ_BATCH = 1000
-_HEX = methodcaller("hexdigest")
+# Rows validated in this process before helper processes start (convert.Helpers): a
+# small sheet, or a re-sync where little changed, never starts one.
+CONVERT_HERE = 5_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch of one tab's rows, sorted here (``done``) or being sorted by ``helper``."""
+
+    tab: int  # index into SheetReading.tabs
+    start: int  # sheet row number of rows[0]
+    rows: list[list[Any]]
+    helper: convert.Helper | None
+    done: convert.Sorted | None = None
+
+    def ready(self) -> bool:
+        """Whether the batch can be finished without waiting for its helper."""
+        return self.helper is None or self.helper.answered()
 
 
 @dataclass
@@ -116,6 +137,11 @@ class SheetReading:
     warnings: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     rows_seen: int = 0
+    # Rows validated here before helpers take over, and how many helpers (None: one
+    # per spare core; see convert.Helpers).
+    convert_here: int = CONVERT_HERE
+    helpers: int | None = None
+    helped: int = 0  # rows handed to helpers (their failures were sorted here again)
 
     @property
     def tab(self) -> str:
@@ -138,78 +164,90 @@ class SheetReading:
             close()
 
     def batches(self) -> Iterator[ReadBatch]:
-        """Read the rows, a batch of one tab at a time (empty rows and bad ones left out)."""
+        """Read the rows, a batch of one tab at a time (empty rows and bad ones left out).
+
+        Once the reading has had many rows to validate, batches are sorted and converted
+        by helper processes (``convert.Helpers``) while this one reads on; they come out
+        in sheet order either way, and the same.
+        """
         omit = self.omit | self.unused
         shapes = [
-            (
-                t.tab,
-                mapping.source_hasher(mapping.header_signature(t.header_map)),
-                RowReader(t.header_map, self.table, omit=omit),
-            )
+            convert.TabShape(t.header_map, self.table, omit, self.known.get(t.tab) or {}, self.only)
             for t in self.tabs
         ]
-        for index, block in self.blocks:
-            tab, digest, reader = shapes[index]
-            for at in range(0, len(block.rows), READ_BATCH):
-                rows = block.rows[at : at + READ_BATCH]
-                self.progress.advance(len(rows))
-                yield self._read(block.start + at, rows, tab, digest, reader)
+        converters = [convert.Converter(shape) for shape in shapes]
+        helpers = convert.Helpers(shapes, after=self.convert_here, count=self.helpers)
+        # Batches begun and not yet handed on: (tab index, first row, rows, helper, sorted).
+        pending: deque[_Pending] = deque()
+        most = 4 * convert.DEPTH * max(1, helpers.count)
+        try:
+            for index, block in self.blocks:
+                for at in range(0, len(block.rows), READ_BATCH):
+                    rows = block.rows[at : at + READ_BATCH]
+                    self.progress.advance(len(rows))
+                    self.rows_seen += len(rows)
+                    helper = helpers.take()
+                    if helper is not None and helper.send((index, rows)):
+                        self.helped += len(rows)
+                        pending.append(_Pending(index, block.start + at, rows, helper))
+                    else:
+                        done = converters[index](rows)
+                        helpers.validated += len(done.todo)
+                        pending.append(_Pending(index, block.start + at, rows, None, done))
+                    # Hand on what is done; wait for a helper only when far ahead of it.
+                    while pending and (pending[0].ready() or len(pending) > most):
+                        yield self._finish(pending.popleft(), converters)
+            while pending:
+                yield self._finish(pending.popleft(), converters)
+        finally:
+            helpers.close()
+            if helpers.started:
+                log.debug(
+                    "%d of %d rows sorted by %d helper process(es)",
+                    self.helped,
+                    self.rows_seen,
+                    len(helpers.started),
+                )
 
-    def _read(
-        self,
-        start: int,
-        rows: list[list[Any]],
-        tab: str,
-        digest: Callable[[Sequence[object]], str],
-        reader: RowReader,
-    ) -> ReadBatch:
-        """Read a batch of one tab's consecutive rows (the first is sheet row ``start``)."""
+    def _finish(self, batch: _Pending, converters: list[convert.Converter]) -> ReadBatch:
+        """Make a batch's rows from what sorting it found; read the doubtful ones carefully."""
+        converter = converters[batch.tab]
+        done = batch.done
+        if batch.helper is not None:
+            done = batch.helper.receive()
+        if done is None:  # its helper failed: sort it here
+            done = converter(batch.rows)
+        rows, tab = batch.rows, self.tabs[batch.tab].tab
+        digests, numbers, todo = done.digests, done.numbers, done.todo
+        dropped = set(done.dropped)
         count = len(rows)
-        numbered = range(start, start + count)
-        self.rows_seen += count
-        digests = list(map(digest, rows))
-        numbers = reader.numbers(rows)
-        known = self.known.get(tab) or {}
-        only = self.only
-        if only is None:
-            todo = [i for i, n in enumerate(numbers) if n is None or known.get(n) != digests[i]]
-        else:
-            todo = [
-                i
-                for i, n in enumerate(numbers)
-                if n is None or (n in only and known.get(n) != digests[i])
-            ]
+        numbered = range(batch.start, batch.start + count)
         valid: list[ValidRow | None] = [None] * count
-        dropped: set[int] = set()
-        if only is not None:  # rows not asked for: counted, not returned
-            dropped.update(i for i, n in enumerate(numbers) if n is not None and n not in only)
         if todo:
-            every = len(todo) == count
-            some_rows = rows if every else [rows[i] for i in todo]
-            some_numbers = numbers if every else [numbers[i] for i in todo]
-            read = reader.bodies(some_rows, some_numbers)
-            careful = [k for k, body in enumerate(read) if body is None]
-            bodies = [b"" if body is None else body for body in read]
+            bodies = done.bodies
+            careful = [k for k, body in enumerate(bodies) if body is None]
             made: list[ValidRow | None] = list(
                 map(
                     ValidRow,
-                    some_numbers,
+                    [numbers[i] for i in todo],
                     [numbered[i] for i in todo],
-                    map(_HEX, map(hashlib.sha256, bodies)),
-                    bodies,
+                    done.hashes,
+                    [b"" if body is None else body for body in bodies],
                     [digests[i] for i in todo],
                     repeat(tab),
                 )
             )
             for k in careful:  # not plainly valid: read the careful way, for what it says
                 i = todo[k]
-                row = made[k] = self._carefully(reader, rows[i], numbered[i], tab, digests[i])
+                row = made[k] = self._carefully(
+                    converter.reader, rows[i], numbered[i], tab, digests[i]
+                )
                 if row is None:
                     dropped.add(i)
                 else:
                     numbers[i] = row.number
-            for i, done in zip(todo, made, strict=True):
-                valid[i] = done
+            for i, made_row in zip(todo, made, strict=True):
+                valid[i] = made_row
         # Every row left has its number: one without was read carefully, and kept only
         # if that read found one.
         if not dropped:

@@ -1,0 +1,250 @@
+"""Helper processes sort and convert rows exactly as the main process does.
+
+``convert.Helpers`` takes a large reading's batches to other processes (real ones
+here: ``python -m listing_sync.pipeline.convert``). Whatever they do, the batches a
+reading yields, its warnings, problems and row count must be those of a reading done
+in one process: with trusted rows, a selective sync, bad rows, two tabs, and helpers
+that fail to start or die in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import astuple
+from typing import Any
+
+import pytest
+
+from bench import data
+from listing_sync import mapping
+from listing_sync.pipeline import convert
+from listing_sync.pipeline.progress import NoProgress
+from listing_sync.pipeline.read import READ_BATCH, ReadBatch, SheetReading, TabReading
+from listing_sync.schema import LISTINGS
+from listing_sync.sheets import SheetBlock
+
+ALIASES = {mapping.normalize_header(h): c for h, c in data.HEADERS.items() if c}
+
+
+def hostile(rows: list[list[Any]]) -> list[list[Any]]:
+    """Spoil some rows the ways offices do; each must come out as the careful read says."""
+    price = list(data.HEADERS).index("価格")
+    walk = list(data.HEADERS).index("徒歩")
+    for i in range(0, len(rows), 97):
+        rows[i][price] = "時価"  # a problem: not a price
+    for i in range(5, len(rows), 89):
+        rows[i][walk] = "#N/A"  # a formula error: a warning, the row is kept
+    for i in range(7, len(rows), 101):
+        rows[i] = [None, *rows[i][1:]]  # no key: a problem
+    for i in range(9, len(rows), 211):
+        rows[i] = []  # an empty row: not counted
+    for i in range(11, len(rows), 307):
+        rows[i] = [*rows[i], "beyond the header"]  # a warning
+    rows[20][0] = rows[19][0]  # a duplicate key (the plan's business: both come out)
+    return rows
+
+
+def two_tabs(n: int) -> tuple[list[TabReading], list[tuple[int, SheetBlock]]]:
+    """Two tabs: the bench sheet, and the same columns in another order."""
+    first = data.sheet(n, seed=3)
+    second = data.sheet(n // 2, seed=4)
+    order = list(reversed(range(len(second[0]))))
+    second = [[row[i] if i < len(row) else None for i in order] for row in second]
+    for row in second[1:]:
+        row[-1] = f"2-{row[-1]}"  # other keys (the key column is last on this tab)
+    tabs = [
+        TabReading(tab, mapping.build_header_map(rows[0], ALIASES, tab=tab))
+        for tab, rows in (("一覧", first), ("別館", second))
+    ]
+    blocks: list[tuple[int, SheetBlock]] = []
+    for index, rows in enumerate((hostile(first[1:]), hostile(second[1:]))):
+        for at in range(0, len(rows), 7_700):  # responses of 7,700 rows, as Google's would be
+            blocks.append((index, SheetBlock(2 + at, rows[at : at + 7_700])))
+    return tabs, blocks
+
+
+def read(
+    tabs: list[TabReading], blocks: list[tuple[int, SheetBlock]], **settings: Any
+) -> tuple[list[tuple[Any, ...]], SheetReading]:
+    """Read every batch; return them as plain tuples, and the reading."""
+    reading = SheetReading(tabs=tabs, blocks=iter(blocks), progress=NoProgress(), **settings)
+    batches = [flat(batch) for batch in reading.batches()]
+    return batches, reading
+
+
+def flat(batch: ReadBatch) -> tuple[Any, ...]:
+    valid = [None if v is None else astuple(v) for v in batch.valid]
+    return (batch.tab, batch.rows, batch.numbers, valid)
+
+
+def findings(reading: SheetReading) -> tuple[Any, ...]:
+    return (reading.rows_seen, reading.warnings, [astuple(p) for p in reading.problems])
+
+
+@pytest.fixture(scope="module")
+def sheet() -> tuple[list[TabReading], list[tuple[int, SheetBlock]]]:
+    return two_tabs(24_000)
+
+
+@pytest.fixture(scope="module")
+def alone(sheet: Any) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+    """The reading done in this process only."""
+    batches, reading = read(*sheet, helpers=0)
+    assert reading.helped == 0
+    return batches, findings(reading)
+
+
+def test_helpers_give_the_batches_warnings_and_problems_of_one_process(
+    sheet: Any, alone: Any
+) -> None:
+    batches, reading = read(*sheet, helpers=1, convert_here=1_000)
+    assert reading.helped > 20_000  # most batches went to the helper
+    assert (batches, findings(reading)) == alone
+    rows = [row for batch in batches for row in batch[3] if row is not None]
+    assert len(rows) > 30_000 and all(row[4] for row in rows)  # every one has its digest
+    _, warnings, problems = findings(reading)
+    assert len(warnings) > 100 and len(problems) > 300  # the spoilt rows were found
+
+
+def test_trusted_rows_and_a_selective_sync_are_sorted_the_same_by_helpers(
+    sheet: Any, alone: Any
+) -> None:
+    tabs, blocks = sheet
+    # The table holds every other listing as the sheet has it: those rows are trusted.
+    known: dict[str | None, dict[str, str]] = {}
+    for tab, _rows, numbers, valid in alone[0]:
+        for number, row in zip(numbers, valid, strict=True):
+            if row is not None and int(number[-1], 36) % 2:
+                known.setdefault(tab, {})[number] = row[4]
+    only = frozenset(n for batch in alone[0] for n in batch[2][::3])
+    for settings in ({"known": known}, {"known": known, "only": only}, {"only": only}):
+        expected = read(tabs, blocks, helpers=0, **settings)
+        got = read(tabs, blocks, helpers=2, convert_here=0, **settings)
+        assert got[1].helped > 0
+        assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
+        trusted = sum(v is None for batch in got[0] for v in batch[3])
+        assert (trusted > 5_000) == ("known" in settings)  # trusted, not validated
+
+
+def test_a_helper_that_dies_mid_read_changes_nothing(
+    sheet: Any, alone: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sends = 0
+    send = convert.Helper.send
+
+    def send_then_die(self: convert.Helper, message: object) -> bool:
+        nonlocal sends
+        sent = send(self, message)
+        sends += 1
+        if sends == 3:  # the shapes, a batch, then this one: killed with it unanswered
+            self.process.kill()
+            self.process.wait()
+            killed.append(self)
+        return sent
+
+    killed: list[convert.Helper] = []
+    monkeypatch.setattr(convert.Helper, "send", send_then_die)
+    batches, reading = read(*sheet, helpers=1, convert_here=0)
+    assert len(killed) == 1 and killed[0].broken
+    assert (batches, findings(reading)) == alone
+
+
+def test_a_helper_that_cannot_start_changes_nothing(
+    sheet: Any, alone: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(convert.subprocess, "Popen", refuse)
+    batches, reading = read(*sheet, helpers=2, convert_here=0)
+    assert reading.helped == 0
+    assert (batches, findings(reading)) == alone
+
+
+def test_a_small_reading_starts_no_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr(convert, "Helper", lambda shapes: started.append(shapes))
+    tabs, blocks = two_tabs(2_000)
+    batches, reading = read(tabs, blocks, helpers=3)  # CONVERT_HERE rows: all done here
+    assert [] == started and 0 == reading.helped
+    assert len(batches) >= 2_000 // READ_BATCH
+
+
+@pytest.fixture
+def helper(sheet: Any) -> Iterator[convert.Helper]:
+    tabs = sheet[0]
+    shapes = [convert.TabShape(t.header_map, LISTINGS, frozenset(), {}, None) for t in tabs]
+    started = convert.Helper(shapes)
+    deadline = time.monotonic() + 20
+    while not started.usable():
+        assert time.monotonic() < deadline and not started.broken, "the helper never got ready"
+        time.sleep(0.01)
+    yield started
+    started.close()
+
+
+def test_a_helper_ignores_signals_and_answers_what_this_process_would(
+    helper: convert.Helper, sheet: Any
+) -> None:
+    tabs, blocks = sheet
+    rows = blocks[0][1].rows[:500]
+    for signum in (signal.SIGTERM, signal.SIGINT):  # the main process handles them
+        os.kill(helper.process.pid, signum)
+    helper.waiting += 1
+    assert helper.send((0, rows))
+    answer = helper.receive()
+    shape = convert.TabShape(tabs[0].header_map, LISTINGS, frozenset(), {}, None)
+    assert answer == convert.Converter(shape)(rows)
+    assert helper.process.poll() is None
+
+
+def test_a_helper_exits_when_its_input_closes(helper: convert.Helper) -> None:
+    process = helper.process
+    # A session of its own: a terminal's Ctrl-C goes to the CLI, which stops it.
+    assert os.getsid(process.pid) == process.pid
+    helper.close()
+    assert 0 == process.returncode
+
+
+def test_a_helper_whose_parent_is_gone_exits() -> None:
+    """The CLI killed by SIGKILL leaves no helper behind: its input ends, it exits."""
+    script = (
+        "import sys, time; from listing_sync.pipeline import convert; "
+        "h = convert.Helper([]); print(h.process.pid, flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the helper outlived its parent"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("100000 100000\n", 1), ("250000 100000\n", 2), ("junk", None)],
+)
+def test_cores_keeps_within_the_cgroup_quota(
+    tmp_path: Any, cpu_max: str, expected: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert convert.cores(str(path)) == (affinity if expected is None else min(affinity, expected))
+    assert convert.cores(str(tmp_path / "absent")) == affinity
