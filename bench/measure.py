@@ -24,12 +24,16 @@ class ChildRun:
     stderr: str
 
 
-# Runs the command from a small process and reports (exit code, seconds, max RSS KiB).
+# Runs the command from a small process and reports (exit code, seconds, peak RSS KiB).
 # Linux folds the RSS a child had when it was forked into its ru_maxrss (exec keeps the
 # high-water mark), so forking the tool straight from this big benchmark process would
 # report our size, not the tool's. Forked from this ~10 MB wrapper, it reports its own.
+# The tool's helper processes (listing_sync/pipeline/convert.py) are its children: a
+# thread reads their VmHWM every 50 ms while they live (and looks for new ones every
+# 250 ms, a scan of /proc), so their memory is counted, not hidden by ru_maxrss, which
+# is the largest process's peak, not the sum.
 _WRAPPER = """
-import os, sys, time
+import os, sys, threading, time
 began = time.perf_counter()
 pid = os.fork()
 if pid == 0:
@@ -38,18 +42,54 @@ if pid == 0:
     except OSError as exc:
         os.write(2, f"cannot run {sys.argv[2]}: {exc}\\n".encode())
     os._exit(127)
+peaks, own, done = {}, [0], threading.Event()
+def field(path, name):
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith(name):
+                return line.split()
+def children():
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(field(f"/proc/{entry}/status", "PPid:")[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, TypeError, ValueError):
+                pass
+    return found
+def watch():
+    tick = 0
+    while not done.wait(0.05):
+        if tick % 5 == 0:
+            for child in children():
+                peaks.setdefault(child, 0)
+        tick += 1
+        for child in [pid, *peaks]:
+            try:
+                hwm = int(field(f"/proc/{child}/status", "VmHWM:")[1])
+            except (OSError, TypeError, ValueError):
+                continue
+            if child == pid:
+                own[0] = hwm
+            else:
+                peaks[child] = max(peaks[child], hwm)
+threading.Thread(target=watch, daemon=True).start()
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - began
+done.set()
 code = os.waitstatus_to_exitcode(status)
 with open(sys.argv[1], "w") as fh:
-    fh.write(f"{code} {seconds!r} {usage.ru_maxrss}")
+    # ru_maxrss: the largest peak of the tool and its reaped children; with helpers,
+    # the tool's own last-seen peak plus theirs (an upper bound of their sum's peak).
+    fh.write(f"{code} {seconds!r} {max(usage.ru_maxrss, own[0] + sum(peaks.values()))}")
 """
 
 
 def run_child(
     cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> ChildRun:
-    """Run ``cmd``; return its exit code, wall time, its own peak RSS and its output.
+    """Run ``cmd``; return its exit code, wall time, peak RSS (with its children's) and output.
 
     Timing and rusage are taken by a small wrapper process around the fork/exec of
     ``cmd`` (see _WRAPPER): the interpreter start of the wrapper is not counted.
