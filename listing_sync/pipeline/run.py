@@ -162,6 +162,9 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         log.warning(
             "marked %d unfinished run(s) abandoned: %s", len(abandoned), ", ".join(abandoned)
         )
+    # The sheet opens (its tabs, then its header: two round trips to Google after the
+    # token) while the table's columns are read.
+    opening = Background(deps.source.read, name="listing-sync-open")
     aliases = _aliases(deps)
     stored = _read_table(deps, request)
     # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
@@ -170,7 +173,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     reading: SheetReading | None = None
     early: Exception | None = None
     try:
-        opened = OpenedSheet(deps.source.read())
+        opened = OpenedSheet(opening.result())
     except ConfigError:
         raise
     except Exception as exc:
