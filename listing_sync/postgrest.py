@@ -423,7 +423,7 @@ class PostgrestClient:
 
 
 def _json(response: httpx.Response) -> Any:
-    """Return the response's JSON (``fastjson``: 10,000 listings' hashes 2x as fast)."""
+    """Return the response's JSON (``fastjson``: a page of keys and hashes 1.3x as fast)."""
     return fastjson.loads(response.content)
 
 
