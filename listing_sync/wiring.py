@@ -24,12 +24,12 @@ from .resilience import (
     CircuitBreaker,
     FileStore,
     Guard,
+    Limiter,
     MemoryStore,
     RetryPolicy,
     RunLock,
-    TokenBucket,
     postgrest_bucket,
-    sheets_bucket,
+    sheets_limit,
 )
 from .state import SyncStateStore
 from .workers import Background
@@ -130,8 +130,8 @@ def guards(settings: Settings, *, stop: StopFlag | None = None, probe: bool = Fa
         quota_window=settings.quota_window,
     )
     nap = stop.sleep if stop else time.sleep  # a SIGTERM also ends a wait for a token
-    limiters: dict[str, TokenBucket] = {
-        "sheets": sheets_bucket(sleep=nap),
+    limiters: dict[str, Limiter] = {
+        "sheets": sheets_limit(sleep=nap),
         "postgrest": postgrest_bucket(settings.rate_limit, sleep=nap),
     }
     built = {

@@ -1,4 +1,4 @@
-"""Token bucket decisions and the Sheets/PostgREST buckets, on a fake clock."""
+"""Token bucket and sliding window decisions, and the Sheets/PostgREST limits, on a fake clock."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections import deque
 import pytest
 
 from listing_sync.resilience.ratelimit import (
+    SlidingWindow,
     TokenBucket,
     _refill,
     _wait_needed,
     postgrest_bucket,
-    sheets_bucket,
+    sheets_limit,
 )
 
 
@@ -154,29 +155,73 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-@pytest.mark.parametrize("gap_every", [0, 7, 25])
-def test_sheets_bucket_keeps_any_minute_under_60(gap_every: int) -> None:
+@pytest.mark.parametrize("gap_every", [0, 7, 25, 61])
+def test_sheets_limit_keeps_any_minute_to_60(gap_every: int) -> None:
     """Admit at most 60 Sheets reads in any 60-second window, bursty or steady."""
     t = FakeTime()
-    bucket = sheets_bucket(clock=t.clock, sleep=t.sleep)
+    limit = sheets_limit(clock=t.clock, sleep=t.sleep)
     admitted = []
     for i in range(400):
         if gap_every and i % gap_every == 0:
-            t.now += 13.0  # idle stretches let the bucket refill to a full burst
-        bucket.acquire()
+            t.now += 13.0  # idle stretches free part of the window
+        limit.acquire()
         admitted.append(t.now)
     assert max_in_window(admitted, 60.0) <= 60
-    assert bucket.capacity + bucket.rate * 60 <= 60
+    if not gap_every:  # and no slower than that: 60 every 61 s (a second to spare)
+        assert admitted[-1] == pytest.approx(61.0 * (399 // 60))
 
 
-def test_sheets_bucket_uses_the_budget() -> None:
-    """Reach the 60th read after exactly 60 s from a full bucket (no needless slowness)."""
+def test_sheets_limit_reads_a_large_sheet_in_two_minutes_of_quota() -> None:
+    """A 500,000-row sheet is ~86 requests: 60 at once, the other 26 as the first
+    minute's requests leave the window (not one every 2 s after a burst of 30: 112 s),
+    with a second to spare."""
     t = FakeTime()
-    bucket = sheets_bucket(clock=t.clock, sleep=t.sleep)
-    for _ in range(60):
-        bucket.acquire()
-    expected = 60.0
-    assert expected == pytest.approx(t.now)
+    limit = sheets_limit(clock=t.clock, sleep=t.sleep)
+    admitted = []
+    for _ in range(86):
+        limit.acquire()
+        admitted.append(t.now)
+        t.now += 0.1  # each request takes a little time
+    assert admitted[59] == pytest.approx(5.9)
+    assert admitted[60] == pytest.approx(61.0)  # the first request's slot, freed
+    assert admitted[-1] == pytest.approx(63.5)
+    assert max_in_window(admitted, 60.0) <= 60
+
+
+def test_sliding_window_frees_a_slot_exactly_when_it_leaves() -> None:
+    t = FakeTime()
+    window = SlidingWindow(3, 10.0, clock=t.clock, sleep=t.sleep)
+    waits = []
+    for at in (0.0, 1.0, 2.0, 2.5, 2.5, 30.0):
+        t.now = max(t.now, at)
+        waits.append(window.acquire())
+    # The fourth waits for the first (0 + 10), the fifth for the second (1 + 10).
+    assert waits == pytest.approx([0.0, 0.0, 0.0, 7.5, 1.0, 0.0])
+
+
+def test_sliding_window_threads_get_distinct_slots() -> None:
+    """Reservations queue: 10 threads x 10 calls, 20 per second, on a clock that never moves."""
+    t = FakeTime(advance=False)
+    window = SlidingWindow(20, 1.0, clock=t.clock, sleep=t.sleep)
+    waits: deque[float] = deque()
+
+    def worker() -> None:
+        for _ in range(10):
+            waits.append(window.acquire())
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    expected = [float(k // 20) for k in range(100)]
+    assert expected == pytest.approx(sorted(waits))
+
+
+@pytest.mark.parametrize(("limit", "window"), [(0, 60.0), (60, 0.0), (60, -1.0)])
+def test_sliding_window_refuses_a_limit_that_admits_nothing(limit: int, window: float) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        SlidingWindow(limit, window)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,13 @@ from listing_sync.resilience.breaker import (
 )
 from listing_sync.resilience.guard import Guard
 from listing_sync.resilience.lock import RunLock
-from listing_sync.resilience.ratelimit import TokenBucket, postgrest_bucket, sheets_bucket
+from listing_sync.resilience.ratelimit import (
+    Limiter,
+    SlidingWindow,
+    TokenBucket,
+    postgrest_bucket,
+    sheets_limit,
+)
 
 __all__ = [
     "BreakerState",
@@ -28,9 +34,11 @@ __all__ = [
     "CircuitBreaker",
     "FileStore",
     "Guard",
+    "Limiter",
     "MemoryStore",
     "RetryPolicy",
     "RunLock",
+    "SlidingWindow",
     "TokenBucket",
     "admit",
     "backoff_ceiling",
@@ -41,5 +49,5 @@ __all__ = [
     "parse_retry_after",
     "postgrest_bucket",
     "retry_with_backoff",
-    "sheets_bucket",
+    "sheets_limit",
 ]

@@ -22,7 +22,7 @@ from listing_sync.errors import (
 )
 from listing_sync.resilience.backoff import RetryPolicy, retry_with_backoff
 from listing_sync.resilience.breaker import CircuitBreaker
-from listing_sync.resilience.ratelimit import TokenBucket
+from listing_sync.resilience.ratelimit import Limiter
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ class Guard:
         dependency: str,
         *,
         breaker: CircuitBreaker,
-        limiter: TokenBucket | None,
+        limiter: Limiter | None,
         policy: RetryPolicy,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
