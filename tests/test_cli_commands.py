@@ -98,3 +98,29 @@ def test_every_command_takes_the_common_options(command: list[str]) -> None:
         "--allow-insecure-http",
     ):
         assert option in result.stdout, f"{option} missing from {' '.join(command)} --help"
+
+
+class _Libc:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 1
+
+
+def test_malloc_heaps_are_shared_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI asks glibc for two heaps (M_ARENA_MAX), but leaves MALLOC_ARENA_MAX alone."""
+    import ctypes
+
+    from listing_sync import cli as cli_module
+
+    libc = _Libc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cli_module._share_malloc_heaps()
+    assert [(-8, 2)] == libc.calls
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    cli_module._share_malloc_heaps()
+    assert [(-8, 2)] == libc.calls
