@@ -1,10 +1,10 @@
 """Sort a batch of sheet rows (trusted, to validate, not asked for) and turn the rows
 to validate into canonical JSON: here, or in helper processes beside this one.
 
-Most of a cold sync's CPU goes into digesting rows, ``rows.RowReader.bodies`` and
-hashing what it returns, and Python runs one thread at a time. On a machine with a
-spare core, once a reading has had many rows to validate, its batches go to helper
-processes while the main process fetches the sheet and the table and plans.
+Most of a cold sync's CPU goes into digesting rows and ``rows.RowReader.bodies``, and
+Python runs one thread at a time. On a machine with a spare core, once a reading has
+had many rows to validate, its batches go to helper processes while the main process
+fetches the sheet and the table and plans.
 
 A helper is started as ``python -m listing_sync.pipeline.convert`` (it imports the row
 reader, not the CLI), gets the tabs' shapes once, says it is ready, then answers
@@ -18,7 +18,6 @@ handles the signal and closes the pipes, and a helper whose input ends exits.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import queue
@@ -68,15 +67,14 @@ class TabShape:
 
 class Sorted(NamedTuple):
     """A batch of rows, sorted: each row's digest and key; which rows to validate
-    (``todo``), their canonical JSON (None: read that row carefully) and its sha256;
-    which rows were not asked for (``dropped``)."""
+    (``todo``) and their canonical JSON (None: read that row carefully); which rows
+    were not asked for (``dropped``)."""
 
     digests: list[str]
     numbers: list[str | None]
     todo: list[int]
     dropped: list[int]
     bodies: list[bytes | None]
-    hashes: list[str]
 
 
 class Converter:
@@ -104,15 +102,13 @@ class Converter:
             # Rows not asked for: counted, not returned.
             dropped = [i for i, n in enumerate(numbers) if n is not None and n not in only]
         if not todo:
-            return Sorted(digests, numbers, todo, dropped, [], [])
+            return Sorted(digests, numbers, todo, dropped, [])
         every = len(todo) == len(rows)
         bodies = self.reader.bodies(
             rows if every else [rows[i] for i in todo],
             numbers if every else [numbers[i] for i in todo],
         )
-        sha256 = hashlib.sha256
-        hashes = ["" if body is None else sha256(body).hexdigest() for body in bodies]
-        return Sorted(digests, numbers, todo, dropped, bodies, hashes)
+        return Sorted(digests, numbers, todo, dropped, bodies)
 
 
 def cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:

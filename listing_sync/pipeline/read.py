@@ -52,12 +52,20 @@ class ValidRow:
 
     number: str
     row: int
-    hash: str
     # The canonical JSON object of the sheet-fed columns + extra: the very bytes the
     # hash covers; content_hash and the other bookkeeping columns are added at write time.
     body: bytes
     source: str  # mapping.source_hash of the row's raw cells
     tab: str = ""  # the sheet tab the row was read from (written as source_tab)
+
+    @property
+    def hash(self) -> str:
+        """Return the content_hash: the sha256 of ``body``.
+
+        Computed when asked for (once as the row is written, and for the rows the plan
+        compares with the table), not kept: 113 bytes a row, 56 MB at 500,000 listings.
+        """
+        return hashlib.sha256(self.body).hexdigest()
 
     def values(self) -> dict[str, Any]:
         import json
@@ -79,8 +87,8 @@ class ReadBatch:
     valid: list[ValidRow | None]
 
 
-# Blocks (Sheets responses, each ~2 MB) fetched ahead of conversion: about 30,000
-# rows of a 17-column sheet, enough to overlap the table's read, and bounded memory.
+# Blocks (of at most sheets.BLOCK_ROWS rows) fetched ahead of conversion, besides the
+# chunks in flight: enough to overlap the table's read, and bounded memory.
 PREFETCH_BLOCKS = 4
 # Rows read together, column by column (rows.RowReader.bodies).
 READ_BATCH = 1000
@@ -221,7 +229,9 @@ class SheetReading:
         digests, numbers, todo = done.digests, done.numbers, done.todo
         dropped = set(done.dropped)
         count = len(rows)
-        numbered = range(batch.start, batch.start + count)
+        # One int object per row number, shared by the batch, its ValidRow and the plan's
+        # index of places (a range makes a new one each time it is indexed).
+        numbered = list(range(batch.start, batch.start + count))
         valid: list[ValidRow | None] = [None] * count
         if todo:
             bodies = done.bodies
@@ -229,9 +239,10 @@ class SheetReading:
             made: list[ValidRow | None] = list(
                 map(
                     ValidRow,
-                    [numbers[i] for i in todo],
+                    # A row without a number yet is read carefully below, and kept only
+                    # with the number that read finds.
+                    cast(list[str], [numbers[i] for i in todo]),
                     [numbered[i] for i in todo],
-                    done.hashes,
                     [b"" if body is None else body for body in bodies],
                     [digests[i] for i in todo],
                     repeat(tab),
@@ -251,7 +262,7 @@ class SheetReading:
         # Every row left has its number: one without was read carefully, and kept only
         # if that read found one.
         if not dropped:
-            return ReadBatch(tab, list(numbered), cast(list[str], numbers), valid)
+            return ReadBatch(tab, numbered, cast(list[str], numbers), valid)
         keep = [i for i in range(count) if i not in dropped]
         return ReadBatch(
             tab,
@@ -278,10 +289,7 @@ class SheetReading:
             else:
                 self.rows_seen -= 1  # an empty row is not a row of the sheet's listings
             return None
-        body = canonical_values(values)
-        return ValidRow(
-            values[self.table.key], number, hashlib.sha256(body).hexdigest(), body, digest, tab
-        )
+        return ValidRow(values[self.table.key], number, canonical_values(values), digest, tab)
 
 
 def _blocks(
