@@ -244,6 +244,27 @@ class _MergeFill:
 # quota counts requests per minute, not at once; four hide the round trips of a sheet
 # tens of milliseconds away without bursting.
 READ_AHEAD = 4
+# Rows asked for ahead of the chunk being handed on, at most (memory: 1.4 KB a row of
+# 20 cells once parsed): two ~2 MB chunks of an ordinary sheet in flight, one of the larger
+# chunks of a sheet near Google's size limit. A cold sync of 500,000 listings x 20 columns
+# peaked at 783 MB with up to four chunks in flight and whole responses queued, 739 MB so.
+READ_AHEAD_ROWS = 18_000
+# A response is handed on in blocks of at most this many rows, so the blocks queued for
+# conversion (pipeline.read.PREFETCH_BLOCKS) hold as many rows whatever the chunk size.
+BLOCK_ROWS = 4_500
+# Requests a tab's rows may take (the shown-value batchGets included) before its chunks
+# grow past the ~2 MB advice. Google's quota is 60 reads a minute per user; a tab read in
+# more waits for the next minute: a sheet at Google's 10-million-cell limit is ~130 MB,
+# 84 chunks of ~2 MB, of which 24 waited a minute; 40 chunks of ~3.3 MB wait for none.
+# The rest of the minute is left for the tabs, headers, other tabs and retries.
+ROW_REQUESTS_PER_TAB = 40
+
+
+def rows_per_request(weighed: int, rows_left: int, requests_per_chunk: int) -> int:
+    """Return the rows to ask for per request: ``weighed`` (~2 MB), or more if ``rows_left``
+    would take more than ROW_REQUESTS_PER_TAB requests at ``requests_per_chunk`` each."""
+    chunks = max(1, ROW_REQUESTS_PER_TAB // max(1, requests_per_chunk))
+    return max(weighed, -(-rows_left // chunks))
 
 
 class _Pending:
@@ -252,6 +273,7 @@ class _Pending:
     def __init__(self, columns: frozenset[int]) -> None:
         self._columns = set(columns)
         self._lock = threading.Lock()
+        self.asked = 0  # batchGets sent for shown values
 
     def __bool__(self) -> bool:
         return bool(self._columns)
@@ -510,14 +532,23 @@ class SheetsReader:
         # after another spend 1.6 s waiting.
         step = chunk_rows_for(columns)
         head = chunk(first, step)
-        step, then = rows_per_response(head[1], step), first + step
+        then = first + step
+        # A column the first chunk had to ask for as shown, and still does (a 00000 key),
+        # costs a batchGet in every chunk.
+        shown = 2 if pending and pending.asked else 1
+        step = rows_per_request(rows_per_response(head[1], step), last - then + 1, shown)
+        ahead = max(1, min(READ_AHEAD, READ_AHEAD_ROWS // step))
         chunks = chain(
-            [head], self._fetchers.ahead(lambda at: chunk(at, step), range(then, last + 1, step))
+            [head],
+            self._fetchers.ahead(
+                lambda at: chunk(at, step), range(then, last + 1, step), limit=ahead
+            ),
         )
         for start, rows in chunks:
             if fill.pending:
                 rows = [fill(start + offset, cells) for offset, cells in enumerate(rows)]
-            yield SheetBlock(start, rows)
+            for at in range(0, len(rows), BLOCK_ROWS):
+                yield SheetBlock(start + at, rows[at : at + BLOCK_ROWS])
 
     def _show(
         self,
@@ -541,6 +572,7 @@ class SheetsReader:
         wanted = _number_columns(chunk, pending.columns())
         if not wanted:
             return
+        pending.asked += 1
         end = start + len(chunk) - 1
         ranges = [
             f"{a1_tab(tab.title)}!{column_letters(area.first_column + c)}{start}:"

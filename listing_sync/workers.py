@@ -42,16 +42,20 @@ class Workers:
         """Return the calling worker's own ``local`` object; None outside a worker."""
         return getattr(self._local, "value", None)
 
-    def ahead(self, job: Callable[[K], T], keys: Iterable[K]) -> Iterator[T]:
-        """Yield ``job(key)`` for each key in order, up to ``count`` of them running ahead.
+    def ahead(
+        self, job: Callable[[K], T], keys: Iterable[K], *, limit: int | None = None
+    ) -> Iterator[T]:
+        """Yield ``job(key)`` for each key in order, up to ``count`` of them (or ``limit``,
+        if fewer) running ahead.
 
         An error is raised where its result would have been yielded; leaving early
         cancels the jobs not yet started.
         """
         keys = iter(keys)
         running: deque[Future[T]] = deque()
+        most = self._count if limit is None else max(1, min(limit, self._count))
         try:
-            for key in itertools.islice(keys, self._count):
+            for key in itertools.islice(keys, most):
                 running.append(self._submit(functools.partial(job, key)))
             while running:
                 result = running.popleft().result()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from listing_sync.sheets import _json_model, _number_columns
 
 
@@ -114,3 +116,48 @@ def test_rows_per_response_aims_at_two_megabytes_from_what_came() -> None:
     assert rows_per_response([row] * 10, 777) == 777
     # An integer beyond 64 bits is measured too.
     assert rows_per_response([[10**30]] * 200, 500) == MAX_CHUNK_ROWS
+
+
+@pytest.mark.parametrize(
+    ("weighed", "rows_left", "per_chunk", "expected"),
+    [
+        (6_000, 100_000, 1, 6_000),  # 17 requests: the ~2 MB chunks stay
+        (6_000, 240_000, 1, 6_000),  # exactly 40
+        (6_000, 494_000, 1, 12_350),  # 83 would wait for the next minute: 40 larger ones
+        (6_000, 240_000, 2, 12_000),  # a batchGet beside each chunk: 20 chunks
+        (4_000, 999_998, 1, 25_000),  # a grid a million rows tall, mostly empty
+        (4_000, 0, 1, 4_000),
+    ],
+)
+def test_rows_per_request_keeps_a_tab_within_the_minutes_quota(
+    weighed: int, rows_left: int, per_chunk: int, expected: int
+) -> None:
+    """Chunks stay ~2 MB until a tab would take more than 40 requests; then they grow."""
+    from listing_sync.sheets import rows_per_request
+
+    assert expected == rows_per_request(weighed, rows_left, per_chunk)
+
+
+def test_read_ahead_limit_runs_fewer_at_once() -> None:
+    """``limit`` below the worker count bounds the jobs running ahead (memory)."""
+    import threading
+    import time
+
+    from listing_sync.workers import Workers
+
+    lock = threading.Lock()
+    running = peak = 0
+
+    def job(key: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return key
+
+    with Workers(4, name="t") as fetchers:
+        assert list(range(8)) == list(fetchers.ahead(job, range(8), limit=2))
+    assert 2 == peak
