@@ -56,17 +56,18 @@ class Workers:
         most = self._count if limit is None else max(1, min(limit, self._count))
         try:
             for key in itertools.islice(keys, most):
-                running.append(self._submit(functools.partial(job, key)))
+                running.append(self.submit(functools.partial(job, key)))
             while running:
                 result = running.popleft().result()
                 for key in itertools.islice(keys, 1):
-                    running.append(self._submit(functools.partial(job, key)))
+                    running.append(self.submit(functools.partial(job, key)))
                 yield result
         finally:
             for future in running:
                 future.cancel()
 
-    def _submit(self, job: Callable[[], T]) -> Future[T]:
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` on a worker (one is started if fewer than ``count`` run); its future."""
         with self._lock:
             if len(self._threads) < self._count:
                 thread = threading.Thread(target=self._work, name=self._name, daemon=True)
