@@ -113,3 +113,19 @@ def test_scale_runs_at_a_tiny_size(
     assert set(result["runs"]) == {"cold", "nochange"}
     assert all(run["seconds"] > 0 and run["peak_rss_mb"] > 0 for run in result["runs"].values())
     assert "300 listings x 20 columns = 6,000 cells" in render(result)
+
+
+def test_bench_rows_measures_the_three_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m bench.rows` at 2,000 listings: each pass timed, both tables written."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench import rows
+
+    assert 0 == rows.main(["--listings", "2000", "--reps", "1", "--results-dir", str(tmp_path)])
+    [js] = tmp_path.glob("*_rows_n2000_*.json")
+    result = json.loads(js.read_text(encoding="utf-8"))
+    assert ["cold", "cold_json", "trusted"] == list(result["passes"])
+    assert all(p["us_per_row"] > 0 for p in result["passes"].values())
+    md = js.with_suffix(".md").read_text(encoding="utf-8")
+    assert md.startswith("# listing-sync: CPU a sheet row costs, ")
