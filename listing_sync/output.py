@@ -13,15 +13,18 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .health import NAGIOS, HealthReport
 from .pipeline.run import SyncReport
 from .state import duration_of, short_id
 from .timeutil import parse_ts
+
+if TYPE_CHECKING:
+    # rich is imported when something is drawn: a cron run or --json output needs none
+    # of it (50 ms of every run's start).
+    from rich.console import Console
+    from rich.table import Table
 
 MAX_PROBLEM_LINES = 20
 MAX_WARNING_LINES = 10
@@ -49,12 +52,22 @@ class OutputMode:
 def stdout_console() -> Console:
     # Piped output (less, a log file, a demo) would otherwise be cut to 80 columns.
     # (COLUMNS, when set, is the width asked for, as on a terminal.)
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:
@@ -150,7 +163,7 @@ def sync_to_dict(report: SyncReport) -> dict[str, Any]:
 
 
 def _problem_table(problems: Sequence[Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     rows = [p if isinstance(p, dict) else p.to_dict() for p in problems[:MAX_PROBLEM_LINES]]
     tabs = any(row.get("tab") for row in rows)
     for name in ("tab", "row", "property number", "column", "problem")[0 if tabs else 1 :]:
@@ -175,7 +188,7 @@ def render_sync(report: SyncReport, console: Console) -> None:
         return
     from rich import box
 
-    table = Table(
+    table = _table(
         title=f"Sync {report.sync_id} ({report.sync_type})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -218,7 +231,7 @@ def render_plan(report: SyncReport, console: Console) -> None:
     """Draw what a dry run would do."""
     plan = report.plan
     assert plan is not None
-    table = Table(title=f"Dry run ({report.sync_type}): nothing was written", title_justify="left")
+    table = _table(title=f"Dry run ({report.sync_type}): nothing was written", title_justify="left")
     for name in ("new", "changed", "unchanged", "to be removed", "invalid", "not found"):
         table.add_column(name, justify="right")
     table.add_row(
@@ -233,7 +246,7 @@ def render_plan(report: SyncReport, console: Console) -> None:
     if plan.new:
         console.print("New: " + _some(p.number for p in plan.new))
     if plan.changed:
-        detail = Table(title="Changed", title_justify="left")
+        detail = _table(title="Changed", title_justify="left")
         detail.add_column("property number")
         detail.add_column("fields")
         for p in plan.changed[:MAX_PROBLEM_LINES]:
@@ -325,7 +338,7 @@ def render_runs(runs: Sequence[dict[str, Any]], console: Console) -> None:
     from rich import box
 
     wide = console.width >= 110
-    table = Table(
+    table = _table(
         title="Recent syncs",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -363,7 +376,7 @@ def render_runs(runs: Sequence[dict[str, Any]], console: Console) -> None:
 
 def render_run(run: dict[str, Any], console: Console) -> None:
     """Draw one run in detail with its row problems."""
-    table = Table(show_header=False, title=f"Sync {run['id']}", title_justify="left")
+    table = _table(show_header=False, title=f"Sync {run['id']}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     rows = [
@@ -415,7 +428,7 @@ def render_health(report: HealthReport, console: Console) -> None:
         console.print(report.error)
         return
     data = report.to_dict()
-    table = Table(show_header=False)
+    table = _table(show_header=False)
     table.add_column("check", style="bold")
     table.add_column("value")
     rate = data["error_rate"]
@@ -438,7 +451,7 @@ def render_health(report: HealthReport, console: Console) -> None:
 
 
 def render_breakers(rows: Sequence[dict[str, Any]], console: Console) -> None:
-    table = Table(title="Circuit breakers", title_justify="left")
+    table = _table(title="Circuit breakers", title_justify="left")
     for name in ("dependency", "state", "consecutive failures", "next try"):
         table.add_column(name)
     for row in rows:
