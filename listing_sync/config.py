@@ -524,13 +524,13 @@ def load_settings(
         mapping_file=mapping_file,
         # Not the seed's 100 rows at 10 requests/s (1,000 rows/s: 100 s for 100,000 at any
         # distance, its batch tuned for a service writing five at a time): 1000-row
-        # batches, 5 in flight, at most 20 requests/s (README, "Throughput of the defaults").
+        # batches, 5 in flight, at most 50 requests/s (README, "Throughput of the defaults").
         batch_size=int(src.number("SYNC_BATCH_SIZE", default=1000, minimum=1, maximum=100_000)),
         batch_max_bytes=int(
             src.number("SYNC_BATCH_MAX_BYTES", default=4 * 1024 * 1024, minimum=1024)
         ),
         concurrency=int(src.number("SYNC_CONCURRENCY", default=5, minimum=1, maximum=32)),
-        rate_limit=src.number("SYNC_RATE_LIMIT", default=20.0, kind=float, minimum=0.01),
+        rate_limit=src.number("SYNC_RATE_LIMIT", default=50.0, kind=float, minimum=0.01),
         retry_attempts=int(src.number("SYNC_RETRY_ATTEMPTS", default=3, minimum=1, maximum=20)),
         retry_delay=src.number("SYNC_RETRY_DELAY", default=1000, kind=float, minimum=0) / 1000,
         breaker_threshold=int(

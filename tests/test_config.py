@@ -19,7 +19,7 @@ BASE = {
 def test_defaults() -> None:
     """Every knob has the seed's default, but batch, rate and concurrency (README)."""
     s = load_settings(dict(BASE))
-    expected = (1000, 20.0, 5, 3, 1.0, 5, 60.0, 0.2, 26 * 3600.0)
+    expected = (1000, 50.0, 5, 3, 1.0, 5, 60.0, 0.2, 26 * 3600.0)
     actual = (
         s.batch_size,
         s.rate_limit,
