@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -157,11 +157,43 @@ def _foreign_errors() -> tuple[type[BaseException], ...]:
     return (HttpError, auth_exceptions.GoogleAuthError, httplib2.HttpLib2Error, OSError)
 
 
+@dataclass(frozen=True)
+class RawChunk:
+    """A response's body, not parsed: for a helper process to parse (pipeline.convert).
+
+    ``check``: the columns where a number must be read as the sheet shows it. A reader
+    that finds one there (``number_columns``) hands the chunk back: ``rows`` parses it
+    here and asks Google for those cells as shown, as for any chunk.
+    """
+
+    body: bytes
+    check: frozenset[int]
+    shown: Callable[[list[list[Any]]], None]
+    asked: int  # rows asked for (the body may hold fewer: Google leaves out empty ones)
+
+    def rows(self) -> list[list[Any]]:
+        """Return the chunk's rows, cells as the sheet shows them where it matters."""
+        rows = values_of(self.body)
+        if self.check:
+            self.shown(rows)
+        return rows
+
+
 class SheetBlock(NamedTuple):
-    """Consecutive rows of a tab as the API sent them (one response's worth)."""
+    """Consecutive rows of a tab as the API sent them (one response's worth).
+
+    ``raw``: the response, not parsed (``rows`` is then empty).
+    """
 
     start: int  # 1-based sheet row number of rows[0]
     rows: list[list[Any]]
+    raw: RawChunk | None = None
+
+
+def values_of(body: bytes) -> list[list[Any]]:
+    """Return the rows of a ``values.get`` response body, as the Google client reads them."""
+    values: list[list[Any]] = fastjson.loads(body).get("values", [])
+    return values
 
 
 @dataclass(frozen=True)
@@ -172,8 +204,9 @@ class SheetData:
     header: list[Any]
     rows: Iterator[SheetBlock]
     # The rows again, with some columns (0-based within the range) as the sheet shows
-    # them: ``shown(text, loose)``. None: ``rows`` is all a source offers.
-    shown: Callable[[frozenset[int], frozenset[int]], Iterator[SheetBlock]] | None = None
+    # them: ``shown(text, loose, raw=False)`` (``raw``: blocks may come unparsed, see
+    # SheetBlock). None: ``rows`` is all a source offers.
+    shown: Callable[..., Iterator[SheetBlock]] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,7 +284,10 @@ READ_AHEAD = 4
 READ_AHEAD_ROWS = 18_000
 # A response is handed on in blocks of at most this many rows, so the blocks queued for
 # conversion (pipeline.read.PREFETCH_BLOCKS) hold as many rows whatever the chunk size.
+# (An unparsed body is a quarter of its rows' size once parsed, and is not split.)
 BLOCK_ROWS = 4_500
+# Chunks left after the first, at least, for a tab's chunks to come unparsed.
+RAW_CHUNKS = 3
 # Requests a tab's rows may take (the shown-value batchGets included) before its chunks
 # grow past the ~2 MB advice. Google's quota is 60 reads a minute per user; a tab read in
 # more waits for the next minute: a sheet at Google's 10-million-cell limit is ~130 MB,
@@ -307,6 +343,7 @@ class SheetsReader:
         self.tab_names = tab_names
         self.sheet_range = sheet_range
         self._service, self.account, new_http = _build_service(sign_in, endpoint, timeout)
+        self._raw_model = _raw_model()
         # Up to READ_AHEAD chunk requests in flight, each worker on its own connection.
         self._fetchers = Workers(READ_AHEAD, name="listing-sync-sheets", local=new_http)
 
@@ -320,11 +357,13 @@ class SheetsReader:
             def shown(
                 text: frozenset[int],
                 loose: frozenset[int],
+                *,
+                raw: bool = False,
                 tab: Tab = tab,
                 area: Area = area,
                 width: int = width,
             ) -> Iterator[SheetBlock]:
-                return self.rows(tab, area, width, text=text, loose=loose)
+                return self.rows(tab, area, width, text=text, loose=loose, raw=raw)
 
             found.append(SheetData(tab.title, header, self.rows(tab, area, width), shown))
         return found
@@ -466,7 +505,17 @@ class SheetsReader:
         )
 
     def _values(self, range_: str, what: str) -> list[list[Any]]:
-        request = (
+        return self._execute(self._values_request(range_), what).get("values", [])
+
+    def _values_body(self, range_: str, what: str) -> bytes:
+        """Return the body of a ``values.get``, unparsed (errors are raised as always)."""
+        request = self._values_request(range_)
+        request.postproc = self._raw_model.response
+        body: bytes = self._execute(request, what)  # type: ignore[assignment]
+        return body
+
+    def _values_request(self, range_: str) -> Any:
+        return (
             self._service.spreadsheets()
             .values()
             .get(
@@ -477,7 +526,6 @@ class SheetsReader:
                 dateTimeRenderOption="SERIAL_NUMBER",
             )
         )
-        return self._execute(request, what).get("values", [])
 
     def header(self, tab: Tab, area: Area | None = None) -> list[Any]:
         """Return the header row of ``tab`` (row 1, or the first row of the range)."""
@@ -497,6 +545,7 @@ class SheetsReader:
         *,
         text: frozenset[int] = frozenset(),
         loose: frozenset[int] = frozenset(),
+        raw: bool = False,
     ) -> Iterator[SheetBlock]:
         """Yield the rows below the header, a block per request.
 
@@ -504,6 +553,8 @@ class SheetsReader:
         mean the end of the sheet; the tab's row count (or the range's end) does.
         A number in a ``text`` column becomes what the sheet shows; in a ``loose``
         column too, unless the sheet shows it as a plain number (dates, times do change).
+        ``raw``: a large tab's chunks that need nothing of that (and no merge) come as
+        unparsed bodies (SheetBlock.raw), for a helper process to parse.
         """
         area = area or Area()
         fill = _MergeFill(tab.merges, area)
@@ -513,15 +564,22 @@ class SheetsReader:
         first = area.header_row + 1
         last = tab.row_count if area.last_row is None else min(area.last_row, tab.row_count)
 
-        def chunk(start: int, step: int) -> tuple[int, list[list[Any]]]:
+        def chunk(start: int, step: int) -> SheetBlock:
             end = min(start + step - 1, last)
-            rows = self._values(
-                area.cells(tab.title, tab.column_count, start, end),
-                f"reading rows {start}-{end} of tab {tab.title!r}",
-            )
+            cells = area.cells(tab.title, tab.column_count, start, end)
+            what = f"reading rows {start}-{end} of tab {tab.title!r}"
+            if unparsed and not fill.pending:
+                body = self._values_body(cells, what)
+
+                def shown(rows: list[list[Any]], start: int = start) -> None:
+                    self._show(tab, area, start, rows, text, pending)
+
+                check = frozenset(pending.columns())
+                return SheetBlock(start, [], RawChunk(body, check, shown, end - start + 1))
+            rows = self._values(cells, what)
             if pending:
                 self._show(tab, area, start, rows, text, pending)
-            return start, rows
+            return SheetBlock(start, rows)
 
         if first > last:
             return
@@ -531,12 +589,15 @@ class SheetsReader:
         # are asked for while this one is converted: at 60 ms from Google, 26 chunks one
         # after another spend 1.6 s waiting.
         step = chunk_rows_for(columns)
+        unparsed = False  # the first chunk is always parsed here
         head = chunk(first, step)
         then = first + step
         # A column the first chunk had to ask for as shown, and still does (a 00000 key),
         # costs a batchGet in every chunk.
         shown = 2 if pending and pending.asked else 1
-        step = rows_per_request(rows_per_response(head[1], step), last - then + 1, shown)
+        step = rows_per_request(rows_per_response(head.rows, step), last - then + 1, shown)
+        # Worth a helper process: a few chunks more at least.
+        unparsed = raw and last - then + 1 >= RAW_CHUNKS * step
         ahead = max(1, min(READ_AHEAD, READ_AHEAD_ROWS // step))
         chunks = chain(
             [head],
@@ -544,7 +605,10 @@ class SheetsReader:
                 lambda at: chunk(at, step), range(then, last + 1, step), limit=ahead
             ),
         )
-        for start, rows in chunks:
+        for start, rows, body in chunks:
+            if body is not None:
+                yield SheetBlock(start, rows, body)
+                continue
             if fill.pending:
                 rows = [fill(start + offset, cells) for offset, cells in enumerate(rows)]
             for at in range(0, len(rows), BLOCK_ROWS):
@@ -569,7 +633,7 @@ class SheetsReader:
         A number in a ``text`` column becomes the text shown; in the others (extra) only
         when it is not shown as a plain number (a date, a time).
         """
-        wanted = _number_columns(chunk, pending.columns())
+        wanted = number_columns(chunk, pending.columns())
         if not wanted:
             return
         pending.asked += 1
@@ -613,7 +677,7 @@ class SheetsReader:
 _NUMBERS: Final = frozenset({int, float})
 
 
-def _number_columns(chunk: list[list[Any]], columns: set[int]) -> list[int]:
+def number_columns(chunk: list[list[Any]], columns: Iterable[int]) -> list[int]:
     """Return which of ``columns`` hold a number (not TRUE/FALSE) in some row of ``chunk``.
 
     Every text column of every chunk is scanned: the chunk is turned into columns in
@@ -848,6 +912,20 @@ def _json_model(data_wrapper: bool) -> Any:
             return body
 
     return OrjsonModel(data_wrapper)
+
+
+def _raw_model() -> Any:
+    """Return a model that hands a successful response's body on as bytes, unparsed.
+
+    Errors are the client's own (HttpError from the status), as with the JSON model.
+    """
+    from googleapiclient.model import JsonModel
+
+    class RawModel(JsonModel):
+        def deserialize(self, content: bytes | str) -> Any:
+            return content.encode() if isinstance(content, str) else content
+
+    return RawModel(False)
 
 
 def _discovery_document() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple
 from typing import Any
 
@@ -26,7 +26,7 @@ from listing_sync.pipeline import convert
 from listing_sync.pipeline.progress import NoProgress
 from listing_sync.pipeline.read import READ_BATCH, ReadBatch, SheetReading, TabReading
 from listing_sync.schema import LISTINGS
-from listing_sync.sheets import SheetBlock
+from listing_sync.sheets import SheetBlock, number_columns
 
 ALIASES = {mapping.normalize_header(h): c for h, c in data.HEADERS.items() if c}
 
@@ -138,6 +138,78 @@ def test_trusted_rows_and_a_selective_sync_are_sorted_the_same_by_helpers(
         assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
         trusted = sum(v is None for batch in got[0] for v in batch[3])
         assert (trusted > 5_000) == ("known" in settings)  # trusted, not validated
+
+
+def unparsed(
+    blocks: list[tuple[int, SheetBlock]], shown: Callable[[list[list[Any]]], None] | None = None
+) -> list[tuple[int, SheetBlock]]:
+    """The blocks but the first as the Sheets reader hands on a large tab's chunks:
+    response bodies, not parsed (``shown``: what asking Google for shown values does)."""
+    import orjson
+
+    from listing_sync.sheets import RawChunk
+
+    def nothing(rows: list[list[Any]]) -> None:
+        raise AssertionError("shown values asked for with nothing to show")
+
+    out = blocks[:1]
+    for index, block in blocks[1:]:
+        body = orjson.dumps({"range": "x", "majorDimension": "ROWS", "values": block.rows})
+        check = frozenset({12}) if shown and index == 0 else frozenset()  # notes, tab 1
+        raw = RawChunk(body, check, shown or nothing, len(block.rows))
+        out.append((index, SheetBlock(block.start, [], raw)))
+    return out
+
+
+def test_responses_parsed_by_a_helper_read_as_in_one_process(sheet: Any, alone: Any) -> None:
+    """Whole responses go to the helper unparsed; the batches, warnings and problems are
+    those of one process, and the main process never parsed them."""
+    tabs, blocks = sheet
+    batches, reading = read(tabs, paced(unparsed(blocks)), helpers=1)
+    assert reading.helped > 7_700  # more than a response's rows: parsed by the helper
+    assert (batches, findings(reading)) == alone
+
+
+def test_responses_of_a_re_sync_are_trusted_by_the_helper(sheet: Any, alone: Any) -> None:
+    """Nothing changed: the helper parses and digests; what comes back is trusted rows."""
+    tabs, blocks = sheet
+    known: dict[str | None, dict[str, str]] = {}
+    for tab, _rows, numbers, valid in alone[0]:
+        for number, row in zip(numbers, valid, strict=True):
+            if row is not None:
+                known.setdefault(tab, {})[number] = row[3]
+    expected = read(tabs, blocks, helpers=0, known=known)
+    got = read(tabs, paced(unparsed(blocks)), helpers=1, known=known)
+    assert got[1].helped > 7_700
+    assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
+    assert all(v is None for batch in got[0][1:] for v in batch[3] if batch[0] == "一覧")
+
+
+def test_a_response_with_a_number_to_show_is_handed_back(sheet: Any, alone: Any) -> None:
+    """A number in a column read as shown (a date in the notes): the helper hands the
+    response back, this process parses it and asks for the shown values, as for any chunk."""
+    tabs, blocks = sheet
+    asked: list[int] = []
+
+    def shown(rows: list[list[Any]]) -> None:  # as SheetsReader._show: asks only if needed
+        if not number_columns(rows, {12}):
+            return
+        asked.append(len(rows))
+        for cells in rows:
+            if len(cells) > 12 and isinstance(cells[12], int | float):
+                cells[12] = "2025/01/09"
+
+    spoilt = [(i, SheetBlock(b.start, [list(r) for r in b.rows])) for i, b in blocks]
+    spoilt[3][1].rows[5][12] = 45666  # a date serial typed into notes, in one response
+    expected = [(i, SheetBlock(b.start, [list(r) for r in b.rows])) for i, b in spoilt]
+    shown(expected[3][1].rows)
+    asked.clear()
+    want = read(tabs, expected, helpers=0)
+    got = read(tabs, paced(unparsed(spoilt, shown)), helpers=1)
+    with_numbers = [b for i, b in spoilt[1:] if i == 0 and number_columns(b.rows, {12})]
+    assert spoilt[3][1] in with_numbers
+    assert [len(b.rows) for b in with_numbers] == asked  # those responses only
+    assert (got[0], findings(got[1])) == (want[0], findings(want[1]))
 
 
 def test_a_helper_that_dies_mid_read_changes_nothing(
@@ -257,3 +329,30 @@ def test_cores_keeps_within_the_cgroup_quota(
     affinity = len(os.sched_getaffinity(0))
     assert convert.cores(str(path)) == (affinity if expected is None else min(affinity, expected))
     assert convert.cores(str(tmp_path / "absent")) == affinity
+
+
+def test_sort_response_hands_back_a_number_to_show_and_keeps_only_what_is_needed(
+    sheet: Any,
+) -> None:
+    """In the helper: a number in a column to show hands the response back; otherwise
+    each batch comes with only its careful rows' cells and its rows-to-validate's digests."""
+    import orjson
+
+    tabs, blocks = sheet
+    shape = convert.TabShape(tabs[0].header_map, LISTINGS, frozenset(), {}, None)
+    converter = convert.Converter(shape)
+    rows = [list(r) for r in blocks[1][1].rows[:2500]]
+    body = orjson.dumps({"values": rows})
+    parts = convert.sort_response(converter, convert.Response(0, body, frozenset({12})))
+    assert isinstance(parts, list) and [1000, 1000, 500] == [p.size for p in parts]
+    for at, part in zip((0, 1000, 2000), parts, strict=True):
+        whole = converter(rows[at : at + part.size])
+        assert whole.numbers == part.sorted.numbers and whole.bodies == part.sorted.bodies
+        assert {i: whole.digests[i] for i in whole.todo} == part.sorted.digests
+        careful = [whole.todo[k] for k, b in enumerate(whole.bodies) if b is None]
+        assert careful and sorted(part.careful) == careful
+    rows[1700][12] = 45666
+    spoilt = orjson.dumps({"values": rows})
+    assert convert.HANDED_BACK == convert.sort_response(
+        converter, convert.Response(0, spoilt, frozenset({12}))
+    )

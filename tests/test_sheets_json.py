@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from listing_sync.sheets import _json_model, _number_columns
+from listing_sync.sheets import _json_model, number_columns
 
 
 def test_responses_read_as_the_standard_library_reads_them() -> None:
@@ -31,11 +31,11 @@ def test_the_data_wrapper_is_unwrapped_when_the_api_declares_it() -> None:
     assert _json_model(False).deserialize(b'{"data":{"a":1}}') == {"data": {"a": 1}}
 
 
-def test_number_columns_ignore_flags_text_and_short_rows() -> None:
+def testnumber_columns_ignore_flags_text_and_short_rows() -> None:
     chunk: list[list[object]] = [["A", True, "x"], ["B"], ["C", False, 3.5, 7]]
-    assert _number_columns(chunk, {0, 1, 2, 3, 9}) == [2, 3]
-    assert _number_columns(chunk, set()) == []
-    assert _number_columns([], {0}) == []
+    assert number_columns(chunk, {0, 1, 2, 3, 9}) == [2, 3]
+    assert number_columns(chunk, set()) == []
+    assert number_columns([], {0}) == []
 
 
 def test_read_ahead_keeps_order_and_runs_at_most_count_at_once() -> None:

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing import Pipe
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import mapping
 from ..rows import RowReader
+from ..sheets import number_columns, values_of
 
 if TYPE_CHECKING:
     from ..schema import ListingsTable
@@ -65,16 +67,63 @@ class TabShape:
     only: frozenset[str] | None
 
 
+# Rows sorted together (and read column by column, rows.RowReader.bodies).
+READ_BATCH = 1000
+
+
 class Sorted(NamedTuple):
     """A batch of rows, sorted: each row's digest and key; which rows to validate
     (``todo``) and their canonical JSON (None: read that row carefully); which rows
     were not asked for (``dropped``)."""
 
-    digests: list[str]
+    # Every row's (a list), or only those of ``todo`` (a dict by index: a helper's
+    # answer for a whole response, whose other digests are never needed).
+    digests: list[str] | dict[int, str]
     numbers: list[str | None]
     todo: list[int]
     dropped: list[int]
     bodies: list[bytes | None]
+
+
+class Response(NamedTuple):
+    """A whole Sheets response for a helper to parse and sort (sheets.RawChunk)."""
+
+    tab: int  # index into the shapes
+    body: bytes
+    check: frozenset[int]  # columns where a number must be read as shown (RawChunk.check)
+
+
+# A helper's answer for a response with a number where the sheet must be asked how it
+# shows it (a date typed into the notes): only the main process can ask.
+HANDED_BACK = "handed back"
+
+
+class Part(NamedTuple):
+    """One batch of a response a helper sorted: its row count (``size``), how it sorted, the
+    cells of the rows to read carefully (by index), which the main process never parsed."""
+
+    size: int
+    sorted: Sorted
+    careful: dict[int, list[Any]]
+
+
+def sort_response(converter: Converter, response: Response) -> list[Part] | str:
+    """Parse a response and sort it a batch at a time, keeping what the main process needs;
+    HANDED_BACK if a cell must first be read as the sheet shows it."""
+    rows = values_of(response.body)
+    if response.check and number_columns(rows, response.check):
+        return HANDED_BACK
+    parts = []
+    for at in range(0, len(rows), READ_BATCH):
+        batch = rows[at : at + READ_BATCH]
+        done = converter(batch)
+        todo = done.todo
+        careful = {todo[k]: batch[todo[k]] for k, body in enumerate(done.bodies) if body is None}
+        digests = done.digests
+        parts.append(
+            Part(len(batch), done._replace(digests={i: digests[i] for i in todo}), careful)
+        )
+    return parts
 
 
 class Converter:
@@ -163,7 +212,8 @@ class Helper:
             child_out.close()
         self._outbox = to_child
         self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.waiting = 0  # batches sent, not yet answered
+        self.waiting = 0  # batches sent, not yet answered (a response: its batches)
+        self._weights: deque[int] = deque()
         self.ready = False
         self.broken = False
         threading.Thread(
@@ -201,17 +251,17 @@ class Helper:
         """Whether the answer to the oldest batch sent is here (or never will be)."""
         return self.broken or not self._answers.empty()
 
-    def receive(self) -> Sorted | None:
-        """Return the answer to the oldest batch sent; None if the helper failed."""
-        self.waiting -= 1
+    def receive(self) -> Any:
+        """Return the answer to the oldest message sent (a batch's Sorted, a response's
+        list of Part); None if the helper failed."""
+        self.waiting -= self._weights.popleft() if self._weights else 1
         if self.broken:
             return None
         answer = self._answers.get()
         if isinstance(answer, BaseException):
             self._break(answer)
             return None
-        sorted_: Sorted = answer
-        return sorted_
+        return answer
 
     def _break(self, exc: BaseException) -> None:
         self.broken = True
@@ -239,22 +289,29 @@ class Helpers:
         self.started: list[Helper] | None = None
         self.validated = 0  # rows validated here so far
 
-    def take(self) -> Helper | None:
-        """Return a helper with room for a batch; None: convert it here."""
+    def take(self, *, now: bool = False, batches: int = 1) -> Helper | None:
+        """Return a helper with room for ``batches`` batches; None: convert them here.
+
+        ``now``: start the helpers if they are not yet, whatever was validated so far
+        (for a whole response, which this process has not even parsed). A response of
+        more batches than DEPTH goes to a helper with nothing waiting only.
+        """
+        if (self.validated <= self.after and not now) or self.count < 1:
+            return None  # parsed rows, few to validate: cheaper here than through a pipe
         if self.started is None:
-            if self.validated <= self.after or self.count < 1:
-                return None
             self.started = []
             try:
                 for _ in range(self.count):
                     self.started.append(Helper(self.shapes))
             except OSError as exc:
                 log.debug("no row conversion helper (%s); converting here", exc)
-        free = [h for h in self.started if h.waiting < DEPTH and h.usable()]
+        room = max(DEPTH, batches)
+        free = [h for h in self.started if h.waiting + batches <= room and h.usable()]
         if not free:
             return None
         helper = min(free, key=lambda h: h.waiting)
-        helper.waiting += 1
+        helper.waiting += batches
+        helper._weights.append(batches)
         return helper
 
     def close(self) -> None:
@@ -266,7 +323,7 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
     """A helper's life: build the converters, then answer batches in order until EOF."""
     shapes: list[TabShape] = inbox.recv()
     converters = [Converter(shape) for shape in shapes]
-    tasks: queue.SimpleQueue[tuple[int, list[list[Any]]] | None] = queue.SimpleQueue()
+    tasks: queue.SimpleQueue[Response | tuple[int, list[list[Any]]] | None] = queue.SimpleQueue()
 
     def take() -> None:
         # Always read what the main process sends, so its sends never wait on ours.
@@ -279,8 +336,11 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
     threading.Thread(target=take, daemon=True).start()
     outbox.send(_READY)
     while (task := tasks.get()) is not None:
-        index, rows = task
-        outbox.send(converters[index](rows))
+        if isinstance(task, Response):
+            outbox.send(sort_response(converters[task.tab], task))
+        else:
+            index, rows = task
+            outbox.send(converters[index](rows))
 
 
 def main(inbox: int, outbox: int) -> None:

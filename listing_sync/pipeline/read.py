@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from .. import mapping
 from ..rows import RowReader, canonical_values
 from ..schema import LISTINGS, ListingsTable
-from ..sheets import SheetBlock, SheetData
+from ..sheets import RawChunk, SheetBlock, SheetData
 from . import convert
 from .prefetch import Prefetched
 from .progress import Progress
@@ -91,7 +91,7 @@ class ReadBatch:
 # chunks in flight: enough to overlap the table's read, and bounded memory.
 PREFETCH_BLOCKS = 4
 # Rows read together, column by column (rows.RowReader.bodies).
-READ_BATCH = 1000
+READ_BATCH = convert.READ_BATCH
 # Rows validated in this process before helper processes start (convert.Helpers): a
 # small sheet, or a re-sync where little changed, never starts one.
 CONVERT_HERE = 5_000
@@ -99,13 +99,16 @@ CONVERT_HERE = 5_000
 
 @dataclass(slots=True)
 class _Pending:
-    """A batch of one tab's rows, sorted here (``done``) or being sorted by ``helper``."""
+    """A batch of one tab's rows, sorted here (``done``) or being sorted by ``helper``;
+    or a whole response (``raw``, unparsed) being parsed and sorted by ``helper``."""
 
     tab: int  # index into SheetReading.tabs
     start: int  # sheet row number of rows[0]
-    rows: list[list[Any]]
+    # The cells of each row; of a batch a helper parsed, only those to read carefully.
+    rows: Sequence[list[Any]] | Mapping[int, list[Any]]
     helper: convert.Helper | None
     done: convert.Sorted | None = None
+    raw: RawChunk | None = None
 
     def ready(self) -> bool:
         """Whether the batch can be finished without waiting for its helper."""
@@ -190,10 +193,22 @@ class SheetReading:
         most = 4 * convert.DEPTH * max(1, helpers.count)
         try:
             for index, block in self.blocks:
+                if block.raw is not None:
+                    # A whole response to parse: a helper's, if one has room (it is
+                    # started for this); else parsed and read here.
+                    raw = block.raw
+                    helper = helpers.take(now=True, batches=-(-raw.asked // READ_BATCH))
+                    if helper is not None and helper.send(
+                        convert.Response(index, raw.body, raw.check)
+                    ):
+                        pending.append(_Pending(index, block.start, {}, helper, raw=raw))
+                        while pending and (pending[0].ready() or len(pending) > most):
+                            yield from self._hand_on(pending.popleft(), converters)
+                        continue
+                    block = SheetBlock(block.start, raw.rows())
                 for at in range(0, len(block.rows), READ_BATCH):
                     rows = block.rows[at : at + READ_BATCH]
-                    self.progress.advance(len(rows))
-                    self.rows_seen += len(rows)
+                    self._count(rows)
                     helper = helpers.take()
                     if helper is not None and helper.send((index, rows)):
                         self.helped += len(rows)
@@ -204,9 +219,9 @@ class SheetReading:
                         pending.append(_Pending(index, block.start + at, rows, None, done))
                     # Hand on what is done; wait for a helper only when far ahead of it.
                     while pending and (pending[0].ready() or len(pending) > most):
-                        yield self._finish(pending.popleft(), converters)
+                        yield from self._hand_on(pending.popleft(), converters)
             while pending:
-                yield self._finish(pending.popleft(), converters)
+                yield from self._hand_on(pending.popleft(), converters)
         finally:
             helpers.close()
             if helpers.started:
@@ -217,18 +232,54 @@ class SheetReading:
                     len(helpers.started),
                 )
 
-    def _finish(self, batch: _Pending, converters: list[convert.Converter]) -> ReadBatch:
-        """Make a batch's rows from what sorting it found; read the doubtful ones carefully."""
+    def _hand_on(self, batch: _Pending, converters: list[convert.Converter]) -> Iterator[ReadBatch]:
+        """Yield the batch's rows, or the rows of each batch of a response a helper read."""
+        if batch.raw is None:
+            yield self._finish(batch, converters)
+            return
+        assert batch.helper is not None
+        parts: list[convert.Part] | str | None = batch.helper.receive()
+        if not isinstance(parts, list):  # handed back, or its helper failed: read it here
+            rows = batch.raw.rows()
+            for at in range(0, len(rows), READ_BATCH):
+                cells = rows[at : at + READ_BATCH]
+                self._count(cells)
+                done = converters[batch.tab](cells)
+                yield self._finish(
+                    _Pending(batch.tab, batch.start + at, cells, None, done), converters
+                )
+            return
+        start = batch.start
+        for part in parts:
+            self.progress.advance(part.size)
+            self.rows_seen += part.size
+            self.helped += part.size
+            finished = _Pending(batch.tab, start, part.careful, None, part.sorted)
+            yield self._finish(finished, converters, count=part.size)
+            start += part.size
+
+    def _count(self, rows: Sequence[list[Any]]) -> None:
+        self.progress.advance(len(rows))
+        self.rows_seen += len(rows)
+
+    def _finish(
+        self, batch: _Pending, converters: list[convert.Converter], *, count: int | None = None
+    ) -> ReadBatch:
+        """Make a batch's rows from what sorting it found; read the doubtful ones carefully.
+
+        ``count``: the batch's rows, when ``batch.rows`` holds only the careful ones.
+        """
         converter = converters[batch.tab]
         done = batch.done
         if batch.helper is not None:
             done = batch.helper.receive()
         if done is None:  # its helper failed: sort it here
+            assert isinstance(batch.rows, list)
             done = converter(batch.rows)
         rows, tab = batch.rows, self.tabs[batch.tab].tab
         digests, numbers, todo = done.digests, done.numbers, done.todo
         dropped = set(done.dropped)
-        count = len(rows)
+        count = len(rows) if count is None else count
         # One int object per row number, shared by the batch, its ValidRow and the plan's
         # index of places (a range makes a new one each time it is indexed).
         numbered = list(range(batch.start, batch.start + count))
@@ -293,13 +344,14 @@ class SheetReading:
 
 
 def _blocks(
-    data: SheetData, header_map: mapping.HeaderMap, table: ListingsTable
+    data: SheetData, header_map: mapping.HeaderMap, table: ListingsTable, raw: bool
 ) -> Iterator[SheetBlock]:
     """Return the tab's rows, with its key and text columns as the sheet shows them.
 
     A key typed as a number in a column formatted 00000 is the key 00123, not 123; a
     date typed into notes is the date shown, not its serial number. Columns kept in
-    extra show dates as the sheet does, and keep plain numbers as numbers.
+    extra show dates as the sheet does, and keep plain numbers as numbers. ``raw``:
+    responses may come unparsed, for helper processes to parse (SheetBlock.raw).
     """
     if data.shown is None:
         return data.rows
@@ -307,15 +359,18 @@ def _blocks(
     text = frozenset(
         i for i, c in header_map.columns.items() if c == table.key or kinds.get(c) == "text"
     )
-    return data.shown(text, frozenset(header_map.extra))
+    return data.shown(text, frozenset(header_map.extra), raw=raw)
 
 
 def _tagged(
     sheets: Sequence[SheetData], tabs: Sequence[TabReading], table: ListingsTable
 ) -> Iterator[tuple[int, SheetBlock]]:
     """Yield every tab's blocks in turn, each with the index of its tab."""
+    # Parsing a response takes a third of reading its rows when none changed: worth
+    # leaving to a helper process where one may run (a spare core).
+    raw = convert.cores() > 1
     for index, (data, tab) in enumerate(zip(sheets, tabs, strict=True)):
-        for block in _blocks(data, tab.header_map, table):
+        for block in _blocks(data, tab.header_map, table, raw):
             yield index, block
 
 
