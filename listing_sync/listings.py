@@ -8,7 +8,7 @@ for ``sync_state``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .errors import PermanentError
@@ -84,13 +84,19 @@ class ListingsStore:
             self.table = self.table.with_columns(tuple(added))
         return self.table
 
-    def stored(self, numbers: Sequence[str] | None = None) -> dict[str, StoredListing]:
+    def stored(
+        self,
+        numbers: Sequence[str] | None = None,
+        *,
+        on_count: Callable[[int], None] | None = None,
+    ) -> dict[str, StoredListing]:
         """Return {property number: StoredListing}: every listing, or only ``numbers``.
 
         Every listing comes without its content_hash (None): the plan trusts most rows by
         their source_hash and reads the content hashes of the others with
         ``content_hashes``. Left out, with the columns' names shortened, the read is
         less than half the bytes: it is most of what a run with no changes does.
+        ``on_count`` hears how many listings the table holds once its first page says so.
         """
         key = self.table.key
         if numbers is None:
@@ -104,6 +110,7 @@ class ListingsStore:
                     key_field="k",
                     page_size=HASH_PAGE_SIZE,
                     concurrency=self.read_concurrency,
+                    on_count=on_count,
                 ):
                     found.update({r["k"]: _compact(r) for r in page})
                 return found

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
@@ -330,8 +330,11 @@ class PostgrestClient:
         page_size: int,
         concurrency: int,
         key_field: str | None = None,
+        on_count: Callable[[int], None] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield every row in ``key`` order, a page at a time, ``concurrency`` pages at once.
+
+        ``on_count`` hears the table's row count as soon as the first page tells it.
 
         The first page asks for the exact count; its Content-Range also shows the
         server's cap on rows per response (Supabase: 1000, whatever ``page_size``). The
@@ -344,8 +347,10 @@ class PostgrestClient:
         order = f"{key}.asc"
         first = self._select(table, select, (), order, page_size, 0, prefer="count=exact")
         rows = _json(first)
-        yield rows
         total = _total_from_range(first.headers.get("Content-Range"))
+        if on_count is not None and total is not None:
+            on_count(total)
+        yield rows
         if total is not None and len(rows) >= total:
             return
         if total is None or not rows:

@@ -356,3 +356,30 @@ def test_sort_response_hands_back_a_number_to_show_and_keeps_only_what_is_needed
     assert convert.HANDED_BACK == convert.sort_response(
         converter, convert.Response(0, spoilt, frozenset({12}))
     )
+
+
+def test_early_helpers_are_taken_over_by_the_reading(sheet: Any, alone: Any) -> None:
+    """A helper started before the shapes were known (the table said the sheet is large)
+    gets them when the reading begins, and reads as the one process does."""
+    tabs, blocks = sheet
+    early = convert.Early()
+    early.start(1)
+    [process] = [h.process for h in early._helpers]
+    reading = SheetReading(
+        tabs=tabs, blocks=paced(unparsed(blocks)), progress=NoProgress(), helpers=1, early=early
+    )
+    batches = [flat(batch) for batch in reading.batches()]
+    assert reading.helped > 7_700
+    assert (batches, findings(reading)) == alone
+    assert [] == early.take() and process.returncode is not None  # ended with the reading
+
+
+def test_early_helpers_not_taken_are_ended_and_none_start_after() -> None:
+    """A run that ends before reading its sheet leaves no early helper behind."""
+    early = convert.Early()
+    early.start(1)
+    [helper] = early._helpers
+    early.close()
+    assert helper.process.returncode is not None
+    early.start(1)
+    assert [] == early.take()

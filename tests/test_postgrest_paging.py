@@ -152,3 +152,20 @@ def test_the_store_reads_again_by_keys_when_rows_moved() -> None:
     stored = store.stored()
     assert sorted(stored) == ["A000", *MANY]  # every row, the inserted one too
     assert any("offset" not in p for p in seen)  # ...read again by keys
+
+
+def test_the_count_is_told_before_the_other_pages_are_read() -> None:
+    """``on_count`` hears the table's size from the first page, before any other is asked."""
+    seen: list[dict[str, str]] = []
+    told: list[tuple[int, int]] = []
+    pages = client(offset_server(MANY, 100, seen)).select_all(
+        "property_listings",
+        select="k:property_number",
+        key="property_number",
+        key_field="k",
+        page_size=300,
+        concurrency=2,
+        on_count=lambda total: told.append((total, len(seen))),
+    )
+    assert MANY == [r["k"] for page in pages for r in page]
+    assert [(1000, 1)] == told

@@ -188,7 +188,7 @@ def _grow(connection: Connection) -> None:
 class Helper:
     """One helper process, its pipes, and a thread that takes its answers as they come."""
 
-    def __init__(self, shapes: Sequence[TabShape]) -> None:
+    def __init__(self, shapes: Sequence[TabShape] | None = None) -> None:
         from_child, child_out = Pipe(duplex=False)
         child_in, to_child = Pipe(duplex=False)
         _grow(to_child)
@@ -219,6 +219,11 @@ class Helper:
         threading.Thread(
             target=self._take, args=(from_child,), name="listing-sync-convert", daemon=True
         ).start()
+        if shapes is not None:
+            self.begin(shapes)
+
+    def begin(self, shapes: Sequence[TabShape]) -> None:
+        """Send the tabs' shapes, its first message: the helper then says it is ready."""
         self.send(list(shapes))
 
     def _take(self, inbox: Connection) -> None:
@@ -278,16 +283,63 @@ class Helper:
             self.process.wait()
 
 
+def helper_count() -> int:
+    """Return how many helpers a reading may start: one per spare core, at most three."""
+    return min(cores() - 1, MAX_HELPERS)
+
+
+class Early:
+    """Helper processes started before the tabs' shapes are known (the table's read says
+    the sheet is large), so they are up when the sheet's responses come; ``Helpers``
+    takes them over, and ``close`` ends those it did not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._helpers: list[Helper] = []
+        self._closed = False
+
+    def start(self, count: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                while len(self._helpers) < count:
+                    self._helpers.append(Helper())
+            except OSError as exc:
+                log.debug("no row conversion helper (%s); converting here", exc)
+
+    def take(self) -> list[Helper]:
+        with self._lock:
+            helpers, self._helpers = self._helpers, []
+            return helpers
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            helpers, self._helpers = self._helpers, []
+        for helper in helpers:
+            helper.close()
+
+
 class Helpers:
     """The helper processes of one reading, started once it has had ``after`` rows to
-    validate (a small sheet, or a re-sync where little changed, never starts one)."""
+    validate (a small sheet, or a re-sync where little changed, never starts one), or
+    for a response it hands on unparsed; ``early`` ones are used first."""
 
-    def __init__(self, shapes: Sequence[TabShape], *, after: int, count: int | None = None) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[TabShape],
+        *,
+        after: int,
+        count: int | None = None,
+        early: Early | None = None,
+    ) -> None:
         self.shapes = shapes
         self.after = after
-        self.count = min(cores() - 1, MAX_HELPERS) if count is None else count
+        self.count = helper_count() if count is None else count
         self.started: list[Helper] | None = None
         self.validated = 0  # rows validated here so far
+        self.early = early.take() if early is not None else []
 
     def take(self, *, now: bool = False, batches: int = 1) -> Helper | None:
         """Return a helper with room for ``batches`` batches; None: convert them here.
@@ -302,7 +354,12 @@ class Helpers:
             self.started = []
             try:
                 for _ in range(self.count):
-                    self.started.append(Helper(self.shapes))
+                    if self.early:
+                        helper = self.early.pop()
+                        helper.begin(self.shapes)
+                    else:
+                        helper = Helper(self.shapes)
+                    self.started.append(helper)
             except OSError as exc:
                 log.debug("no row conversion helper (%s); converting here", exc)
         room = max(DEPTH, batches)
@@ -315,7 +372,7 @@ class Helpers:
         return helper
 
     def close(self) -> None:
-        for helper in self.started or ():
+        for helper in [*(self.started or ()), *self.early]:
             helper.close()
 
 

@@ -153,6 +153,8 @@ class SheetReading:
     convert_here: int = CONVERT_HERE
     helpers: int | None = None
     helped: int = 0  # rows handed to helpers (their failures were sorted here again)
+    # Helpers started before the reading knew its shapes (see convert.Early).
+    early: convert.Early | None = None
 
     @property
     def tab(self) -> str:
@@ -187,7 +189,9 @@ class SheetReading:
             for t in self.tabs
         ]
         converters = [convert.Converter(shape) for shape in shapes]
-        helpers = convert.Helpers(shapes, after=self.convert_here, count=self.helpers)
+        helpers = convert.Helpers(
+            shapes, after=self.convert_here, count=self.helpers, early=self.early
+        )
         # Batches begun and not yet handed on: (tab index, first row, rows, helper, sorted).
         pending: deque[_Pending] = deque()
         most = 4 * convert.DEPTH * max(1, helpers.count)

@@ -10,6 +10,7 @@ and listings that left the sheet marked removed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..mapping import load_aliases
 from ..state import MAX_ERROR_DETAILS, SyncStateStore
 from ..timeutil import iso, utcnow
 from ..workers import Background
+from . import convert
 from .plan import (
     Plan,
     SyncRequest,
@@ -42,6 +44,7 @@ from .write import WriteResult, mark_removed, write_rows
 
 if TYPE_CHECKING:
     from ..rows import RowProblem
+    from ..sheets import SheetData
 
 log = logging.getLogger("listing_sync")
 
@@ -123,14 +126,30 @@ def _plan(
     )
 
 
-def _read_table(deps: SyncDeps, request: SyncRequest) -> Background[dict[str, StoredListing]]:
+# Listings the table holds, at least, for helper processes to be started while the sheet
+# is opened: a re-sync of a sheet this large hands most of its responses to them.
+EARLY_HELPERS_AT = 20_000
+
+
+def _read_table(
+    deps: SyncDeps, request: SyncRequest, early: convert.Early | None = None
+) -> Background[dict[str, StoredListing]]:
     """Start reading the table's keys and hashes while the sheet is opened and the run set up.
 
     At 60 ms from Supabase and Google, opening the sheet and recording the run wait
     on about ten round trips one after another; the table's read needs none of them.
+    Once it says the table is large, ``early`` helpers are started.
     """
     numbers = stored_numbers(request)
-    return Background(lambda: deps.listings.stored(numbers), name="listing-sync-table")
+    count = convert.helper_count()
+
+    def on_count(total: int) -> None:
+        if early is not None and count > 0 and total >= EARLY_HELPERS_AT:
+            early.start(count)
+
+    return Background(
+        lambda: deps.listings.stored(numbers, on_count=on_count), name="listing-sync-table"
+    )
 
 
 def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = None) -> SyncReport:
@@ -166,7 +185,24 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
     # token) while the table's columns are read.
     opening = Background(deps.source.read, name="listing-sync-open")
     aliases = _aliases(deps)
-    stored = _read_table(deps, request)
+    spare = convert.Early()
+    try:
+        return _read_and_sync(deps, request, progress, report, opening, aliases, spare)
+    finally:
+        spare.close()
+
+
+def _read_and_sync(
+    deps: SyncDeps,
+    request: SyncRequest,
+    progress: Progress,
+    report: SyncReport,
+    opening: Background[Sequence[SheetData]],
+    aliases: dict[str, str],
+    spare: convert.Early,
+) -> SyncReport:
+    """Read the table while the sheet opens, then record the run, plan and write."""
+    stored = _read_table(deps, request, spare)
     # Open the sheet (tabs, header) before creating the run: a wrong SYNC_SHEET_NAME or
     # SYNC_SPREADSHEET_ID is a bad setting, which records nothing, not even a failed run.
     # Any other failure here (Sheets unreachable...) is recorded as this run's outcome.
@@ -183,6 +219,7 @@ def run_sync(deps: SyncDeps, request: SyncRequest, progress: Progress | None = N
         # A header the plan refuses is refused after that, as a recorded run.
         try:
             reading = read_listings(opened, aliases, progress, deps.listings.table)
+            reading.early = spare
         except Exception as exc:
             early = exc
     try:
