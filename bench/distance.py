@@ -22,7 +22,7 @@ from typing import Any
 from devstack import LocalStack
 
 from . import baselines, data
-from .measure import median, run_child
+from .measure import machine_line, median, run_child
 from .netem import Netem
 from .runner import CHANGED_FRACTION, TAB, Bench, BenchError, _check, _count
 
@@ -225,9 +225,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# listing-sync benchmark at a distance, {result['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']} "
-        f"({m['platform']}); load average at start {m['load_average']}, "
-        f"at end {result['load_average_end']}.",
+        machine_line(m, result["load_average_end"]),
         f"Code: commit {result.get('commit', '?')}.",
         f"Stack: {result['versions'].get('postgrest', '?')}, {result['versions']['psql']} "
         "(devstack.LocalStack: fsync off), local Sheets v4 server in the benchmark process.",

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -158,6 +159,15 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def machine_line(m: dict[str, Any], load_end: object, *, platform: bool = True) -> str:
+    """Return the results' "Machine:" line for ``machine()``'s ``m`` and the load at the end."""
+    where = f" ({m['platform']})" if platform else ""
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']}"
+        f"{where}; load average at start {m['load_average']}, at end {load_end}."
+    )
 
 
 def versions(postgrest_bin: str | None, psql_bin: str) -> dict[str, str]:

@@ -44,7 +44,7 @@ from listing_sync.schema import LISTINGS
 from listing_sync.sheets import SheetBlock
 
 from . import data
-from .measure import machine
+from .measure import machine, machine_line
 from .runner import _commit
 
 TARGET_US = 15.0
@@ -158,8 +158,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"# listing-sync: CPU a sheet row costs, {result['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']}; "
-        f"load average at start {m['load_average']}, at end {result['load_average_end']}.",
+        machine_line(m, result["load_average_end"], platform=False),
         f"Code: commit {result['commit']}. {result['listings']:,} listings of the benchmark's "
         f"17 columns, one process and thread, median of {result['reps']} passes.",
         "",

@@ -25,7 +25,7 @@ from typing import Any
 from devstack import LocalStack
 
 from . import data
-from .measure import machine, run_child
+from .measure import machine, machine_line, run_child
 from .runner import BATCH_SIZE, RATE_LIMIT, TAB, _check, _commit, cli_command
 
 # Three more columns for 20 in all, kept in extra: a phone number, a URL, a remark.
@@ -105,8 +105,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"# listing-sync at Google's size limit, {result['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']}; "
-        f"load average at start {m['load_average']}, at end {m['load_average_end']}.",
+        machine_line(m, m["load_average_end"], platform=False),
         f"Code: commit {result['commit']}. Loopback (no added distance); "
         f"SYNC_BATCH_SIZE={BATCH_SIZE}, SYNC_RATE_LIMIT={RATE_LIMIT}; one run each.",
         "",
