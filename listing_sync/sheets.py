@@ -564,7 +564,7 @@ class SheetsReader:
         first = area.header_row + 1
         last = tab.row_count if area.last_row is None else min(area.last_row, tab.row_count)
 
-        def chunk(start: int, step: int) -> SheetBlock:
+        def chunk(start: int, step: int, unparsed: bool = False) -> SheetBlock:
             end = min(start + step - 1, last)
             cells = area.cells(tab.title, tab.column_count, start, end)
             what = f"reading rows {start}-{end} of tab {tab.title!r}"
@@ -589,8 +589,7 @@ class SheetsReader:
         # are asked for while this one is converted: at 60 ms from Google, 26 chunks one
         # after another spend 1.6 s waiting.
         step = chunk_rows_for(columns)
-        unparsed = False  # the first chunk is always parsed here
-        head = chunk(first, step)
+        head = chunk(first, step)  # always parsed here
         then = first + step
         # A column the first chunk had to ask for as shown, and still does (a 00000 key),
         # costs a batchGet in every chunk.
@@ -602,7 +601,7 @@ class SheetsReader:
         chunks = chain(
             [head],
             self._fetchers.ahead(
-                lambda at: chunk(at, step), range(then, last + 1, step), limit=ahead
+                lambda at: chunk(at, step, unparsed), range(then, last + 1, step), limit=ahead
             ),
         )
         for start, rows, body in chunks:

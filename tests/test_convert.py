@@ -276,7 +276,7 @@ def test_a_helper_ignores_signals_and_answers_what_this_process_would(
     rows = blocks[0][1].rows[:500]
     for signum in (signal.SIGTERM, signal.SIGINT):  # the main process handles them
         os.kill(helper.process.pid, signum)
-    helper.waiting += 1
+    helper.expect()
     assert helper.send((0, rows))
     answer = helper.receive()
     shape = convert.TabShape(tabs[0].header_map, LISTINGS, frozenset(), {}, None)

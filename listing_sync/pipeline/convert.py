@@ -212,8 +212,8 @@ class Helper:
             child_out.close()
         self._outbox = to_child
         self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.waiting = 0  # batches sent, not yet answered (a response: its batches)
-        self._weights: deque[int] = deque()
+        # Per message sent and not yet answered, its batches (a response: several).
+        self._expected: deque[int] = deque()
         self.ready = False
         self.broken = False
         threading.Thread(
@@ -225,6 +225,15 @@ class Helper:
     def begin(self, shapes: Sequence[TabShape]) -> None:
         """Send the tabs' shapes, its first message: the helper then says it is ready."""
         self.send(list(shapes))
+
+    @property
+    def waiting(self) -> int:
+        """Return the batches sent and not yet answered."""
+        return sum(self._expected)
+
+    def expect(self, batches: int = 1) -> None:
+        """Count a message about to be sent, of ``batches`` batches, as waiting."""
+        self._expected.append(batches)
 
     def _take(self, inbox: Connection) -> None:
         try:
@@ -259,7 +268,7 @@ class Helper:
     def receive(self) -> Any:
         """Return the answer to the oldest message sent (a batch's Sorted, a response's
         list of Part); None if the helper failed."""
-        self.waiting -= self._weights.popleft() if self._weights else 1
+        self._expected.popleft()
         if self.broken:
             return None
         answer = self._answers.get()
@@ -367,8 +376,7 @@ class Helpers:
         if not free:
             return None
         helper = min(free, key=lambda h: h.waiting)
-        helper.waiting += batches
-        helper._weights.append(batches)
+        helper.expect(batches)
         return helper
 
     def close(self) -> None:

@@ -315,8 +315,7 @@ class _ContentHashes:
         if not numbers:
             return
         if self.workers is None:
-            count = max(1, getattr(self.listings, "read_concurrency", 1))
-            self.workers = Workers(count, name="listing-sync-hashes")
+            self.workers = Workers(self.listings.read_concurrency, name="listing-sync-hashes")
         self.asked.append(self.workers.submit(lambda: self.listings.content_hashes(numbers)))
 
     def finish(self) -> None:

@@ -212,7 +212,7 @@ class SheetReading:
                     block = SheetBlock(block.start, raw.rows())
                 for at in range(0, len(block.rows), READ_BATCH):
                     rows = block.rows[at : at + READ_BATCH]
-                    self._count(rows)
+                    self._count(len(rows))
                     helper = helpers.take()
                     if helper is not None and helper.send((index, rows)):
                         self.helped += len(rows)
@@ -247,7 +247,7 @@ class SheetReading:
             rows = batch.raw.rows()
             for at in range(0, len(rows), READ_BATCH):
                 cells = rows[at : at + READ_BATCH]
-                self._count(cells)
+                self._count(len(cells))
                 done = converters[batch.tab](cells)
                 yield self._finish(
                     _Pending(batch.tab, batch.start + at, cells, None, done), converters
@@ -255,16 +255,15 @@ class SheetReading:
             return
         start = batch.start
         for part in parts:
-            self.progress.advance(part.size)
-            self.rows_seen += part.size
+            self._count(part.size)
             self.helped += part.size
             finished = _Pending(batch.tab, start, part.careful, None, part.sorted)
             yield self._finish(finished, converters, count=part.size)
             start += part.size
 
-    def _count(self, rows: Sequence[list[Any]]) -> None:
-        self.progress.advance(len(rows))
-        self.rows_seen += len(rows)
+    def _count(self, rows: int) -> None:
+        self.progress.advance(rows)
+        self.rows_seen += rows
 
     def _finish(
         self, batch: _Pending, converters: list[convert.Converter], *, count: int | None = None
