@@ -28,6 +28,7 @@ from listing_sync.pipeline.read import READ_BATCH, ReadBatch, SheetReading, TabR
 from listing_sync.schema import LISTINGS
 from listing_sync.sheets import SheetBlock, number_columns
 
+RESPONSE = 2_500  # rows a Sheets response holds here (a real one holds thousands)
 ALIASES = {mapping.normalize_header(h): c for h, c in data.HEADERS.items() if c}
 
 
@@ -63,8 +64,8 @@ def two_tabs(n: int) -> tuple[list[TabReading], list[tuple[int, SheetBlock]]]:
     ]
     blocks: list[tuple[int, SheetBlock]] = []
     for index, rows in enumerate((hostile(first[1:]), hostile(second[1:]))):
-        for at in range(0, len(rows), 7_700):  # responses of 7,700 rows, as Google's would be
-            blocks.append((index, SheetBlock(2 + at, rows[at : at + 7_700])))
+        for at in range(0, len(rows), RESPONSE):
+            blocks.append((index, SheetBlock(2 + at, rows[at : at + RESPONSE])))
     return tabs, blocks
 
 
@@ -96,7 +97,7 @@ def findings(reading: SheetReading) -> tuple[Any, ...]:
 
 @pytest.fixture(scope="module")
 def sheet() -> tuple[list[TabReading], list[tuple[int, SheetBlock]]]:
-    return two_tabs(24_000)
+    return two_tabs(12_000)  # 18,000 rows in 8 responses
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +113,12 @@ def test_helpers_give_the_batches_warnings_and_problems_of_one_process(
 ) -> None:
     tabs, blocks = sheet
     batches, reading = read(tabs, paced(blocks), helpers=1, convert_here=1_000)
-    assert reading.helped > 7_700  # more than a response's rows went to the helper
+    assert reading.helped > RESPONSE  # more than a response's rows went to the helper
     assert (batches, findings(reading)) == alone
     rows = [row for batch in batches for row in batch[3] if row is not None]
-    assert len(rows) > 30_000 and all(row[3] for row in rows)  # every one has its digest
+    assert len(rows) > 15_000 and all(row[3] for row in rows)  # every one has its digest
     _, warnings, problems = findings(reading)
-    assert len(warnings) > 100 and len(problems) > 300  # the spoilt rows were found
+    assert len(warnings) > 50 and len(problems) > 150  # the spoilt rows were found
 
 
 def test_trusted_rows_and_a_selective_sync_are_sorted_the_same_by_helpers(
@@ -137,7 +138,7 @@ def test_trusted_rows_and_a_selective_sync_are_sorted_the_same_by_helpers(
         assert got[1].helped > 0
         assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
         trusted = sum(v is None for batch in got[0] for v in batch[3])
-        assert (trusted > 5_000) == ("known" in settings)  # trusted, not validated
+        assert (trusted > 2_000) == ("known" in settings)  # trusted, not validated
 
 
 def unparsed(
@@ -166,7 +167,7 @@ def test_responses_parsed_by_a_helper_read_as_in_one_process(sheet: Any, alone: 
     those of one process, and the main process never parsed them."""
     tabs, blocks = sheet
     batches, reading = read(tabs, paced(unparsed(blocks)), helpers=1)
-    assert reading.helped > 7_700  # more than a response's rows: parsed by the helper
+    assert reading.helped > RESPONSE  # more than a response's rows: parsed by the helper
     assert (batches, findings(reading)) == alone
 
 
@@ -180,7 +181,7 @@ def test_responses_of_a_re_sync_are_trusted_by_the_helper(sheet: Any, alone: Any
                 known.setdefault(tab, {})[number] = row[3]
     expected = read(tabs, blocks, helpers=0, known=known)
     got = read(tabs, paced(unparsed(blocks)), helpers=1, known=known)
-    assert got[1].helped > 7_700
+    assert got[1].helped > RESPONSE
     assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
     assert all(v is None for batch in got[0][1:] for v in batch[3] if batch[0] == "一覧")
 
@@ -369,7 +370,7 @@ def test_early_helpers_are_taken_over_by_the_reading(sheet: Any, alone: Any) -> 
         tabs=tabs, blocks=paced(unparsed(blocks)), progress=NoProgress(), helpers=1, early=early
     )
     batches = [flat(batch) for batch in reading.batches()]
-    assert reading.helped > 7_700
+    assert reading.helped > RESPONSE
     assert (batches, findings(reading)) == alone
     assert [] == early.take() and process.returncode is not None  # ended with the reading
 
