@@ -124,3 +124,7 @@ class Background(Generic[T]):
 
     def result(self) -> T:
         return self._future.result()
+
+    def wait(self) -> None:
+        """Wait for the job to end, whatever its outcome."""
+        self._future.exception()

@@ -146,6 +146,41 @@ def test_success_count_is_right_when_an_upsert_answer_is_lost(
     assert 4 == proxy.count("POST", LISTINGS)  # 3 batches + 1 retry
 
 
+def test_the_total_is_recorded_while_the_rows_are_written(
+    clean_stack: LocalStack, proxy: FaultProxy, spawn: Spawn
+) -> None:
+    """The total goes with the first upsert, not a round trip before it: `status` shows it
+    while the write is still held."""
+    set_sheet(clean_stack, numbers(4))
+    proxy.hold(1, method="POST", path=LISTINGS)
+    proc = spawn("sync", "all")
+    try:
+        wait_until(lambda: proxy.count("POST", LISTINGS) == 1 and bool(runs(clean_stack)))
+        wait_until(lambda: runs(clean_stack)[0]["total_items"] == 4)
+        assert "in_progress" == runs(clean_stack)[0]["status"]
+    finally:
+        proxy.release()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert 0 == proc.returncode, f"{stdout}\n{stderr}"
+    (done,) = runs(clean_stack)
+    assert ("completed", 4, 4) == (done["status"], done["total_items"], done["success_count"])
+
+
+def test_a_run_with_nothing_to_write_records_its_total_with_the_outcome(
+    clean_stack: LocalStack, proxy: FaultProxy, sync: Sync
+) -> None:
+    """No round trip for the total before an outcome that follows at once."""
+    set_sheet(clean_stack, numbers(5))
+    assert 0 == sync("sync", "all").returncode
+    patches, upserts = proxy.count("PATCH", STATE), proxy.count("POST", LISTINGS)
+    r = sync("sync", "all", "--json")
+    assert 0 == r.returncode, out(r)
+    assert 2 == proxy.count("PATCH", STATE) - patches  # in_progress, then the outcome
+    assert upserts == proxy.count("POST", LISTINGS)
+    last = runs(clean_stack)[-1]
+    assert ("completed", 5, 5) == (last["status"], last["total_items"], last["skipped_count"])
+
+
 # --- 4. signals at the edges of a run --------------------------------------------------
 
 

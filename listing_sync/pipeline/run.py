@@ -257,18 +257,36 @@ def _record_and_sync(
         plan = _plan(deps, request, reading, progress, aliases, stored)
         _fill_from_plan(report, plan)
         report.removed = 0  # until mark_removed has run: a failed run removed nothing
-        deps.state.update(report.sync_id, total_items=report.total)
-        write_rows(
-            deps.listings,
-            plan.to_write,
-            sync_id=report.sync_id,
-            batch_size=deps.batch_size,
-            batch_max_bytes=deps.batch_max_bytes,
-            progress=progress,
-            result=written,
-            concurrency=deps.concurrency,
-            columns=plan.write_columns,
+        # The total is shown by `status` while the rows are written; it goes with the
+        # first upserts, not a round trip before them. With nothing to write the
+        # outcome, next, records it.
+        sync_id = report.sync_id
+        total = (
+            Background(
+                lambda: deps.state.update(sync_id, total_items=report.total),
+                name="listing-sync-total",
+            )
+            if plan.to_write
+            else None
         )
+        try:
+            write_rows(
+                deps.listings,
+                plan.to_write,
+                sync_id=report.sync_id,
+                batch_size=deps.batch_size,
+                batch_max_bytes=deps.batch_max_bytes,
+                progress=progress,
+                result=written,
+                concurrency=deps.concurrency,
+                columns=plan.write_columns,
+            )
+        except BaseException:
+            if total is not None:
+                total.wait()  # its own error, if any, is not the run's
+            raise
+        if total is not None:
+            total.result()
         report.success = written.written
         report.problems = sorted([*report.problems, *written.problems], key=plan.problem_order)
         report.failed = failed_rows(report.problems)
