@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -564,19 +564,29 @@ class SheetsReader:
         first = area.header_row + 1
         last = tab.row_count if area.last_row is None else min(area.last_row, tab.row_count)
 
-        def chunk(start: int, step: int, unparsed: bool = False) -> SheetBlock:
+        # Set once the first chunk's shown values have settled ``pending``: a later chunk
+        # fetched meanwhile waits for it before asking for its own.
+        settled = threading.Event()
+
+        def span(start: int, step: int) -> tuple[int, str, str]:
+            """Return the chunk's last row, its range and what reading it is called."""
             end = min(start + step - 1, last)
             cells = area.cells(tab.title, tab.column_count, start, end)
-            what = f"reading rows {start}-{end} of tab {tab.title!r}"
+            return end, cells, f"reading rows {start}-{end} of tab {tab.title!r}"
+
+        def chunk(start: int, step: int, unparsed: bool = False) -> SheetBlock:
+            end, cells, what = span(start, step)
             if unparsed and not fill.pending:
                 body = self._values_body(cells, what)
 
                 def shown(rows: list[list[Any]], start: int = start) -> None:
                     self._show(tab, area, start, rows, text, pending)
 
+                settled.wait()
                 check = frozenset(pending.columns())
                 return SheetBlock(start, [], RawChunk(body, check, shown, end - start + 1))
             rows = self._values(cells, what)
+            settled.wait()
             if pending:
                 self._show(tab, area, start, rows, text, pending)
             return SheetBlock(start, rows)
@@ -589,21 +599,36 @@ class SheetsReader:
         # are asked for while this one is converted: at 60 ms from Google, 26 chunks one
         # after another spend 1.6 s waiting.
         step = chunk_rows_for(columns)
-        head = chunk(first, step)  # always parsed here
+        _, cells, what = span(first, step)
+        head = self._values(cells, what)  # always parsed here
         then = first + step
-        # A column the first chunk had to ask for as shown, and still does (a 00000 key),
-        # costs a batchGet in every chunk.
-        shown = 2 if pending and pending.asked else 1
-        step = rows_per_request(rows_per_response(head.rows, step), last - then + 1, shown)
-        # Worth a helper process: a few chunks more at least.
-        unparsed = raw and last - then + 1 >= RAW_CHUNKS * step
-        ahead = max(1, min(READ_AHEAD, READ_AHEAD_ROWS // step))
-        chunks = chain(
-            [head],
-            self._fetchers.ahead(
+        left = last - then + 1
+        weighed = rows_per_response(head, step)
+
+        def later(step: int) -> Generator[SheetBlock, None, None]:
+            unparsed = raw and left >= RAW_CHUNKS * step  # worth a helper: a few chunks more
+            ahead = max(1, min(READ_AHEAD, READ_AHEAD_ROWS // step))
+            return self._fetchers.ahead(
                 lambda at: chunk(at, step, unparsed), range(then, last + 1, step), limit=ahead
-            ),
-        )
+            )
+
+        # A column the first chunk asks for as shown, and still does after (a 00000 key),
+        # costs a batchGet in every chunk: Google's quota may then want larger chunks.
+        # Unless it does, the next chunks are asked for while the first one's shown
+        # values are (at 60 ms from Google, two round trips sooner).
+        alone, paired = rows_per_request(weighed, left, 1), rows_per_request(weighed, left, 2)
+        early = later(alone) if alone == paired else None
+        try:
+            if pending:
+                self._show(tab, area, first, head, text, pending)
+        except BaseException:
+            if early is not None:
+                early.close()  # the chunks not yet asked for never are
+            raise
+        finally:
+            settled.set()
+        rest = early or later(paired if pending and pending.asked else alone)
+        chunks = chain([SheetBlock(first, head)], rest)
         for start, rows, body in chunks:
             if body is not None:
                 yield SheetBlock(start, rows, body)

@@ -12,9 +12,9 @@ import itertools
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -44,19 +44,27 @@ class Workers:
 
     def ahead(
         self, job: Callable[[K], T], keys: Iterable[K], *, limit: int | None = None
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """Yield ``job(key)`` for each key in order, up to ``count`` of them (or ``limit``,
-        if fewer) running ahead.
+        if fewer) running ahead: the first ones start now, before anything is taken.
 
-        An error is raised where its result would have been yielded; leaving early
-        cancels the jobs not yet started.
+        An error is raised where its result would have been yielded; leaving early (or
+        closing the iterator before taking anything) cancels the jobs not yet started.
         """
+        results = self._ahead(job, keys, limit)
+        next(results)  # submits the first jobs
+        return cast(Generator[T, None, None], results)
+
+    def _ahead(
+        self, job: Callable[[K], T], keys: Iterable[K], limit: int | None
+    ) -> Generator[T | None, None, None]:
         keys = iter(keys)
         running: deque[Future[T]] = deque()
         most = self._count if limit is None else max(1, min(limit, self._count))
         try:
             for key in itertools.islice(keys, most):
                 running.append(self.submit(functools.partial(job, key)))
+            yield None  # started: from here on, closing cancels what has not begun
             while running:
                 result = running.popleft().result()
                 for key in itertools.islice(keys, 1):

@@ -119,6 +119,23 @@ def test_plain_numbers_in_extra_cost_one_request_not_one_per_chunk(
     assert {"築年": 1990} == listings(clean_stack)["Y-0"]["extra"]
 
 
+def test_the_next_chunks_are_asked_for_while_the_first_ones_shown_values_are(
+    clean_stack: LocalStack, run_cli
+) -> None:
+    """The first chunk's batchGet answers in 0.5 s: the second chunk is asked for before
+    it has come, and still asks for no shown value of its own (築年 shows as General)."""
+    header = [*HEADER, "築年"]
+    put(clean_stack, [header, *([*row(f"Y-{i}"), 1990 + i % 30] for i in range(6000))])
+    clean_stack.sheets.reset_counts()
+    clean_stack.sheets.delay(0.5, path_contains="values:batchGet", times=1)
+    data = full_sync(run_cli)
+    assert outcome(total=6000, success=6000) == summary(data)
+    (shown,) = [r for r in clean_stack.sheets.requests if "values:batchGet" in r.path]
+    head, second = [r for r in clean_stack.sheets.requests if "/values/" in r.path][1:]
+    assert head.time < shown.time and second.time < shown.time + 0.5
+    assert {"築年": 2019} == listings(clean_stack)["Y-5999"]["extra"]
+
+
 def test_a_tab_a_million_rows_tall_is_read_within_one_minutes_quota(
     clean_stack: LocalStack, run_cli
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -161,3 +162,31 @@ def test_read_ahead_limit_runs_fewer_at_once() -> None:
     with Workers(4, name="t") as fetchers:
         assert list(range(8)) == list(fetchers.ahead(job, range(8), limit=2))
     assert 2 == peak
+
+
+def test_read_ahead_starts_its_first_jobs_at_once_and_closing_cancels_the_rest() -> None:
+    """The first ``count`` jobs run before anything is taken (the sheet's next chunks are
+    asked for while the first one's shown values are); closing then, before taking
+    anything, starts no other."""
+    import threading
+
+    from listing_sync.workers import Workers
+
+    started: list[int] = []
+    go = threading.Event()
+
+    def job(key: int) -> int:
+        started.append(key)
+        go.wait(5)
+        return key
+
+    with Workers(2, name="t") as fetchers:
+        ahead = fetchers.ahead(job, range(10))
+        deadline = time.monotonic() + 5
+        while len(started) < 2:
+            assert time.monotonic() < deadline, "the first jobs did not start before a take"
+            time.sleep(0.005)
+        ahead.close()
+        go.set()
+        time.sleep(0.05)
+    assert [0, 1] == sorted(started)
