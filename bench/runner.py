@@ -18,7 +18,16 @@ from typing import Any
 from devstack import LocalStack
 
 from . import baselines, data
-from .measure import ChildRun, machine, machine_line, median, run_child, slug, versions
+from .measure import (
+    ChildRun,
+    compile_package,
+    machine,
+    machine_line,
+    median,
+    run_child,
+    slug,
+    versions,
+)
 
 TAB = "物件一覧"
 CHANGED_FRACTION = 0.01
@@ -304,6 +313,7 @@ def write_results(
 
 def run(options: Options, stack: LocalStack | None = None) -> tuple[dict[str, Any], Path, Path]:
     """Measure every size (starting a LocalStack unless given one); write and return results."""
+    compile_package()
     own_dir = options.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="listing-sync-bench-")) if own_dir else options.workdir
     assert workdir is not None

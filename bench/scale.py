@@ -25,7 +25,7 @@ from typing import Any
 from devstack import LocalStack
 
 from . import data
-from .measure import machine, machine_line, run_child
+from .measure import compile_package, machine, machine_line, run_child
 from .runner import BATCH_SIZE, RATE_LIMIT, TAB, _check, _commit, cli_command
 
 # Three more columns for 20 in all, kept in extra: a phone number, a URL, a remark.
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listings", type=int, default=500_000)
     parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
+    compile_package()
     with tempfile.TemporaryDirectory(prefix="listing-sync-scale-") as tmp:
         work = Path(tmp)
         with LocalStack(work / "stack") as stack:
