@@ -134,7 +134,7 @@ def test_trusted_rows_and_a_selective_sync_are_sorted_the_same_by_helpers(
     only = frozenset(n for batch in alone[0] for n in batch[2][::3])
     for settings in ({"known": known}, {"known": known, "only": only}, {"only": only}):
         expected = read(tabs, blocks, helpers=0, **settings)
-        got = read(tabs, blocks, helpers=2, convert_here=0, **settings)
+        got = read(tabs, paced(blocks), helpers=2, convert_here=0, **settings)
         assert got[1].helped > 0
         assert (got[0], findings(got[1])) == (expected[0], findings(expected[1]))
         trusted = sum(v is None for batch in got[0] for v in batch[3])
